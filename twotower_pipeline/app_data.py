@@ -1,0 +1,62 @@
+"""Reads the app's catalogue and likes from its PostgreSQL (the seed's training-data query).
+
+The pipeline reads everything it learns from here, as in production; it never trusts the
+rows (see :mod:`twotower_pipeline.validation`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy
+
+CATALOGUE_QUERY = sqlalchemy.text(
+    """
+    select v.id::text as id, v.title, v.description, v.genre, v.maker,
+           v.price::double precision as price, v.duration_seconds, v.created_at,
+           coalesce(p.names, '{}') as performers,
+           coalesce(t.names, '{}') as tags
+    from public.videos v
+    left join (
+        select vp.video_id, array_agg(p.name order by p.name) as names
+        from public.video_performers vp join public.performers p on p.id = vp.performer_id
+        group by vp.video_id
+    ) p on p.video_id = v.id
+    left join (
+        select vt.video_id, array_agg(t.name order by t.name) as names
+        from public.video_tags vt join public.tags t on t.id = vt.tag_id
+        group by vt.video_id
+    ) t on t.video_id = v.id
+    where cast(:shards as text[]) is null or left(v.id::text, 1) = any(cast(:shards as text[]))
+    order by v.id
+    """
+)
+
+# Rows without a timestamp cannot be placed in the window, and rows stamped in the future
+# (clock skew, bad imports) do not belong in it: both are read so validation counts them.
+LIKES_QUERY = sqlalchemy.text(
+    """
+    select user_id::text as user_id, video_id::text as video_id, created_at
+    from public.likes
+    where created_at >= :since or created_at is null
+    order by created_at nulls first, user_id, video_id
+    """
+)
+
+
+def read_catalogue(engine: sqlalchemy.Engine, shards: list[str] | None = None) -> pd.DataFrame:
+    """The catalogue, or only the videos of some shards (first hex digit of the id)."""
+    with engine.connect() as conn:
+        frame = pd.read_sql(CATALOGUE_QUERY, conn, params={"shards": shards})
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    frame["performers"] = frame["performers"].map(list)
+    frame["tags"] = frame["tags"].map(list)
+    return frame
+
+
+def read_likes(engine: sqlalchemy.Engine, since: datetime) -> pd.DataFrame:
+    with engine.connect() as conn:
+        frame = pd.read_sql(LIKES_QUERY, conn, params={"since": since})
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame

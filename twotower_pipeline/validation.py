@@ -1,0 +1,221 @@
+"""Validates and cleans the catalogue and likes before training (Great Expectations).
+
+Every rule counts the rows that break it, shows examples, and says what happens to them:
+a few bad rows are dropped or imputed and reported; more than the rule tolerates stops the
+line before training (a blocking check), because that is a broken import, not noise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import great_expectations as gx
+import numpy as np
+import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+for _name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class QualityRules:
+    """Tolerances; a larger share of bad rows blocks training."""
+
+    max_invalid_like_share: float = 0.01
+    max_duplicate_like_share: float = 0.10
+    max_invalid_video_share: float = 0.01
+    min_likes: int = 1_000
+    min_users: int = 10
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: str
+    table: str
+    passed: bool
+    bad_rows: int
+    total_rows: int
+    tolerance: str
+    action: str
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def bad_share(self) -> float:
+        return self.bad_rows / self.total_rows if self.total_rows else 0.0
+
+    def describe(self) -> str:
+        shown = f"; examples: {', '.join(self.examples)}" if self.examples else ""
+        return (
+            f"[{'ok' if self.passed else 'FAILED'}] {self.table}: {self.rule} - {self.bad_rows} of "
+            f"{self.total_rows} rows break it (tolerated: {self.tolerance}); {self.action}{shown}"
+        )
+
+
+@dataclass
+class TrainingData:
+    """The cleaned catalogue and likes, and what validation found on the way."""
+
+    catalogue: pd.DataFrame
+    likes: pd.DataFrame
+    outcomes: list[RuleOutcome]
+    as_of: datetime
+
+    @property
+    def passed(self) -> bool:
+        return all(outcome.passed for outcome in self.outcomes)
+
+    @property
+    def failures(self) -> list[RuleOutcome]:
+        return [outcome for outcome in self.outcomes if not outcome.passed]
+
+    def report(self) -> str:
+        return "\n".join(outcome.describe() for outcome in self.outcomes)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    rule: str
+    table: str
+    flag: Callable[[pd.DataFrame], pd.Series]
+    example: Callable[[pd.DataFrame], pd.Series]
+    max_share: float
+    action: str
+
+
+def _examples(frame: pd.DataFrame, mask: pd.Series, describe: Callable[[pd.DataFrame], pd.Series]) -> list[str]:
+    return [str(value) for value in describe(frame[mask].head(MAX_EXAMPLES))]
+
+
+def _like_label(frame: pd.DataFrame) -> pd.Series:
+    return "user " + frame["user_id"].astype(str) + " / video " + frame["video_id"].astype(str)
+
+
+def _validate_flags(table: str, frame: pd.DataFrame, rules: list[_Rule]) -> list[RuleOutcome]:
+    """Run one GX suite over flag columns (True = row breaks the rule) with `mostly` tolerances."""
+    flags = pd.DataFrame({f"breaks_{i}": rule.flag(frame).fillna(True).astype(bool) for i, rule in enumerate(rules)})
+    if flags.empty:
+        return [RuleOutcome(r.rule, table, True, 0, 0, f"{r.max_share:.0%}", r.action) for r in rules]
+    result = _validate(table, flags, [
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column=f"breaks_{i}", value_set=[False], mostly=1.0 - rule.max_share, meta={"rule": rule.rule},
+        )
+        for i, rule in enumerate(rules)
+    ])
+    outcomes = []
+    for i, (rule, checked) in enumerate(zip(rules, result.results)):
+        mask = flags[f"breaks_{i}"]
+        outcomes.append(RuleOutcome(
+            rule=rule.rule, table=table, passed=bool(checked.success),
+            bad_rows=int(checked.result.get("unexpected_count", int(mask.sum()))), total_rows=len(frame),
+            tolerance=f"{rule.max_share:.0%}", action=rule.action,
+            examples=_examples(frame, mask, rule.example),
+        ))
+    return outcomes
+
+
+def _validate(name: str, frame: pd.DataFrame, expectations: list) -> "gx.core.ExpectationSuiteValidationResult":
+    """Validate an in-memory frame against expectations in a throwaway (ephemeral) GX context."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_quality", expectations=expectations))
+    asset = context.data_sources.add_pandas(name).add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(suite, result_format="SUMMARY")
+
+
+def _validate_volume(likes: pd.DataFrame, rules: QualityRules) -> list[RuleOutcome]:
+    result = _validate("training_likes", likes[["user_id", "video_id"]], [
+        gx.expectations.ExpectTableRowCountToBeBetween(min_value=rules.min_likes),
+        gx.expectations.ExpectColumnUniqueValueCountToBeBetween(column="user_id", min_value=rules.min_users),
+    ])
+    observed_likes, observed_users = len(likes), int(likes["user_id"].nunique())
+    return [
+        RuleOutcome(
+            rule=f"at least {rules.min_likes} valid likes in the training window",
+            table="training set", passed=bool(result.results[0].success),
+            bad_rows=max(0, rules.min_likes - observed_likes), total_rows=observed_likes,
+            tolerance=f"minimum {rules.min_likes}", action="training needs more likes: check the app's likes import",
+        ),
+        RuleOutcome(
+            rule=f"at least {rules.min_users} users with valid likes",
+            table="training set", passed=bool(result.results[1].success),
+            bad_rows=max(0, rules.min_users - observed_users), total_rows=observed_users,
+            tolerance=f"minimum {rules.min_users}", action="training needs more users",
+        ),
+    ]
+
+
+def _like_rules(known_videos: set[str], as_of: datetime, rules: QualityRules) -> list[_Rule]:
+    as_of_ts = pd.Timestamp(as_of)
+    return [
+        _Rule("user_id is present", "likes", lambda f: f["user_id"].isna(), _like_label,
+              rules.max_invalid_like_share, "dropped"),
+        _Rule("video_id is present", "likes", lambda f: f["video_id"].isna(), _like_label,
+              rules.max_invalid_like_share, "dropped"),
+        _Rule("created_at is present and not in the future", "likes",
+              lambda f: f["created_at"].isna() | (f["created_at"] > as_of_ts),
+              lambda f: _like_label(f) + " at " + f["created_at"].astype(str),
+              rules.max_invalid_like_share, "dropped"),
+        _Rule("video_id is a video of the catalogue", "likes",
+              lambda f: f["video_id"].notna() & ~f["video_id"].isin(known_videos), _like_label,
+              rules.max_invalid_like_share, "dropped"),
+        _Rule("a user likes a video once", "likes",
+              lambda f: f.duplicated(["user_id", "video_id"], keep="first") & f["user_id"].notna()
+              & f["video_id"].notna(),
+              _like_label, rules.max_duplicate_like_share, "repeats dropped, earliest like kept"),
+    ]
+
+
+def _video_rules(rules: QualityRules) -> list[_Rule]:
+    return [
+        _Rule("price is a number >= 0", "videos",
+              lambda f: f["price"].notna() & ~(f["price"] >= 0),
+              lambda f: "video " + f["id"] + " price " + f["price"].astype(str),
+              rules.max_invalid_video_share, "treated as unknown price"),
+        _Rule("duration_seconds is > 0", "videos",
+              lambda f: f["duration_seconds"].notna() & ~(f["duration_seconds"] > 0),
+              lambda f: "video " + f["id"] + " duration " + f["duration_seconds"].astype(str),
+              rules.max_invalid_video_share, "treated as unknown duration"),
+    ]
+
+
+def _drop_broken(likes: pd.DataFrame, rules: list[_Rule]) -> pd.DataFrame:
+    keep = np.ones(len(likes), dtype=bool)
+    for rule in rules:
+        keep &= ~rule.flag(likes).fillna(True).to_numpy(dtype=bool)
+    return likes[keep].reset_index(drop=True)
+
+
+def clean_likes(likes: pd.DataFrame, known_videos: set[str], as_of: datetime) -> pd.DataFrame:
+    """Likes that pass every like rule (earliest of repeated likes kept), oldest first."""
+    ordered = likes.sort_values("created_at", kind="stable", na_position="first")
+    return _drop_broken(ordered, _like_rules(known_videos, as_of, QualityRules()))
+
+
+def clean_catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
+    """Impossible prices and durations become unknown; missing text becomes empty."""
+    clean = catalogue.copy()
+    clean.loc[~(clean["price"] >= 0), "price"] = np.nan
+    clean.loc[~(clean["duration_seconds"] > 0), "duration_seconds"] = np.nan
+    for column in ("title", "description"):
+        clean[column] = clean[column].fillna("")
+    return clean
+
+
+def prepare_training_data(
+    catalogue: pd.DataFrame, raw_likes: pd.DataFrame, as_of: datetime, rules: QualityRules = QualityRules()
+) -> TrainingData:
+    """Clean both tables, counting every dropped or repaired row by the rule it broke."""
+    like_rules = _like_rules(set(catalogue["id"]), as_of, rules)
+    likes = raw_likes.sort_values("created_at", kind="stable", na_position="first")
+    outcomes = _validate_flags("likes", likes, like_rules)
+    outcomes += _validate_flags("videos", catalogue, _video_rules(rules))
+    clean = _drop_broken(likes, like_rules)
+    outcomes += _validate_volume(clean, rules)
+    return TrainingData(catalogue=clean_catalogue(catalogue), likes=clean, outcomes=outcomes, as_of=as_of)
