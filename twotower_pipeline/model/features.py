@@ -1,0 +1,332 @@
+"""Feature preparation for both towers, fitted once per training and exported with the model.
+
+Everything a tower sees is derived here from the catalogue and the likes, with vocabularies
+and normalisers fitted on the training period only. The same :class:`FeatureSpec` (saved as
+JSON next to the ONNX files) is used for training, evaluation, batch embedding and by the
+Edge Function, so all of them apply exactly the same transformation. Unknown ids and new
+vocabulary map to the out-of-vocabulary index, never to an error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+PAD = 0
+OOV = 1
+FIRST_INDEX = 2
+
+HISTORY_LENGTH = 100
+MAX_PERFORMERS = 8
+MAX_TAGS = 16
+TEXT_TERMS = 32
+POPULARITY_WINDOW_DAYS = 30
+SECONDS_PER_DAY = 86_400.0
+
+ITEM_INPUTS = (
+    "video_idx", "genre_idx", "maker_idx", "performer_idx", "tag_idx", "text_idx", "text_weight", "numeric",
+)
+USER_INPUTS = ("hist_video_idx", "hist_genre_idx", "hist_maker_idx", "hist_price", "hist_age_days")
+NUMERIC_FEATURES = ("price", "duration", "popularity", "age")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    max_videos: int = 100_000
+    max_makers: int = 5_000
+    max_performers: int = 20_000
+    max_tags: int = 5_000
+    text_vocabulary: int = 5_000
+    min_text_df: int = 2
+
+
+@dataclass
+class Vocabulary:
+    """String -> index; 0 is padding, 1 is out-of-vocabulary, known tokens start at 2."""
+
+    tokens: list[str]
+    _index: dict[str, int] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self._index = {token: i + FIRST_INDEX for i, token in enumerate(self.tokens)}
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens) + FIRST_INDEX
+
+    def lookup(self, values: Iterable[object]) -> np.ndarray:
+        index = self._index
+        return np.fromiter((index.get(v, OOV) if isinstance(v, str) else OOV for v in values), dtype=np.int64)
+
+    @classmethod
+    def by_frequency(cls, values: pd.Series, limit: int) -> Vocabulary:
+        counts = values.dropna().astype(str).value_counts()
+        # Ties broken by token so the vocabulary does not depend on row order.
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return cls([token for token, _ in ordered[:limit]])
+
+
+@dataclass(frozen=True)
+class LogNormaliser:
+    """z-score of log1p(x); missing or negative values become 0 (the training mean)."""
+
+    mean: float
+    std: float
+
+    def apply(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        raw = np.asarray(values, dtype=np.float64)
+        valid = np.isfinite(raw) & (raw >= 0)
+        out = np.zeros(raw.shape, dtype=np.float32)
+        out[valid] = ((np.log1p(raw[valid]) - self.mean) / self.std).astype(np.float32)
+        return np.clip(out, -8.0, 8.0)
+
+    @classmethod
+    def fit(cls, values: np.ndarray | pd.Series) -> LogNormaliser:
+        raw = np.asarray(values, dtype=np.float64)
+        logged = np.log1p(raw[np.isfinite(raw) & (raw >= 0)])
+        if logged.size == 0:
+            return cls(0.0, 1.0)
+        return cls(float(logged.mean()), float(max(logged.std(), 1e-3)))
+
+
+@dataclass
+class FeatureSpec:
+    videos: Vocabulary
+    genres: Vocabulary
+    makers: Vocabulary
+    performers: Vocabulary
+    tags: Vocabulary
+    text_terms: list[str]
+    text_idf: list[float]
+    price: LogNormaliser
+    duration: LogNormaliser
+    popularity: LogNormaliser
+    age: LogNormaliser
+    reference_time: str
+    history_length: int = HISTORY_LENGTH
+
+    # -- text ------------------------------------------------------------------------
+    def text_vectorizer(self) -> TfidfVectorizer:
+        vectorizer = TfidfVectorizer(
+            vocabulary={term: i for i, term in enumerate(self.text_terms)}, sublinear_tf=True, dtype=np.float32
+        )
+        vectorizer.idf_ = np.asarray(self.text_idf, dtype=np.float64)
+        return vectorizer
+
+    @property
+    def text_size(self) -> int:
+        # Text term j is embedded at index j + FIRST_INDEX, so 0 stays padding.
+        return len(self.text_terms) + FIRST_INDEX
+
+    # -- persistence -----------------------------------------------------------------
+    def to_json(self) -> str:
+        payload = {
+            name: (value.tokens if isinstance(value, Vocabulary) else asdict(value))
+            if isinstance(value, (Vocabulary, LogNormaliser))
+            else value
+            for name, value in self.__dict__.items()
+        }
+        return json.dumps(payload)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        payload = json.loads(text)
+        kwargs: dict[str, object] = {}
+        for name, value in payload.items():
+            if name in ("videos", "genres", "makers", "performers", "tags"):
+                kwargs[name] = Vocabulary(list(value))
+            elif name in ("price", "duration", "popularity", "age"):
+                kwargs[name] = LogNormaliser(**value)
+            else:
+                kwargs[name] = value
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureSpec:
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def catalogue_text(catalogue: pd.DataFrame) -> pd.Series:
+    return catalogue["title"].fillna("").astype(str) + " " + catalogue["description"].fillna("").astype(str)
+
+
+def fit_feature_spec(
+    catalogue: pd.DataFrame,
+    train_likes: pd.DataFrame,
+    reference_time: datetime,
+    config: FeatureConfig = FeatureConfig(),
+) -> FeatureSpec:
+    """Fit vocabularies and normalisers on the catalogue and the training-period likes only."""
+    performers = catalogue["performers"].explode()
+    tags = catalogue["tags"].explode()
+    text = catalogue_text(catalogue)
+    terms: list[str] = []
+    idf: list[float] = []
+    if text.str.strip().str.len().gt(0).sum() >= config.min_text_df:
+        vectorizer = TfidfVectorizer(
+            max_features=config.text_vocabulary, min_df=config.min_text_df, sublinear_tf=True, dtype=np.float32
+        )
+        try:
+            vectorizer.fit(text)
+            terms = [str(t) for t in vectorizer.get_feature_names_out()]
+            idf = [float(x) for x in vectorizer.idf_]
+        except ValueError:  # nothing but stop words or single-use words: no text feature
+            terms, idf = [], []
+    counts = popularity_counts(catalogue["id"], train_likes, reference_time)
+    age_days = _age_days(catalogue["created_at"], reference_time)
+    return FeatureSpec(
+        videos=Vocabulary.by_frequency(train_likes["video_id"], config.max_videos),
+        genres=Vocabulary.by_frequency(catalogue["genre"], 10_000),
+        makers=Vocabulary.by_frequency(catalogue["maker"], config.max_makers),
+        performers=Vocabulary.by_frequency(performers, config.max_performers),
+        tags=Vocabulary.by_frequency(tags, config.max_tags),
+        text_terms=terms,
+        text_idf=idf,
+        price=LogNormaliser.fit(catalogue["price"]),
+        duration=LogNormaliser.fit(catalogue["duration_seconds"]),
+        popularity=LogNormaliser.fit(counts),
+        age=LogNormaliser.fit(age_days),
+        reference_time=pd.Timestamp(reference_time).isoformat(),
+    )
+
+
+def popularity_counts(video_ids: pd.Series, likes: pd.DataFrame, reference_time: datetime) -> np.ndarray:
+    """Likes per video in the POPULARITY_WINDOW_DAYS before reference_time (aligned with video_ids)."""
+    reference = pd.Timestamp(reference_time)
+    recent = likes[
+        (likes["created_at"] < reference)
+        & (likes["created_at"] >= reference - pd.Timedelta(days=POPULARITY_WINDOW_DAYS))
+    ]
+    counts = recent["video_id"].value_counts()
+    return video_ids.map(counts).fillna(0).to_numpy(dtype=np.float64)
+
+
+def _age_days(created_at: pd.Series, reference_time: datetime) -> np.ndarray:
+    delta = (pd.Timestamp(reference_time) - pd.to_datetime(created_at, utc=True)).dt.total_seconds()
+    return np.clip(delta.fillna(0).to_numpy() / SECONDS_PER_DAY, 0, None)
+
+
+def _padded_lookup(lists: pd.Series, vocabulary: Vocabulary, width: int) -> np.ndarray:
+    out = np.zeros((len(lists), width), dtype=np.int64)
+    for row, values in enumerate(lists):
+        if isinstance(values, (list, tuple, np.ndarray)) and len(values):
+            ids = vocabulary.lookup(values[:width])
+            out[row, : len(ids)] = ids
+    return out
+
+
+def _text_terms(spec: FeatureSpec, catalogue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    n = len(catalogue)
+    idx = np.zeros((n, TEXT_TERMS), dtype=np.int64)
+    weight = np.zeros((n, TEXT_TERMS), dtype=np.float32)
+    if not spec.text_terms or n == 0:
+        return idx, weight
+    matrix = spec.text_vectorizer().transform(catalogue_text(catalogue)).tocsr()
+    for row in range(n):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        if start == end:
+            continue
+        cols, vals = matrix.indices[start:end], matrix.data[start:end]
+        keep = np.argsort(-vals, kind="stable")[:TEXT_TERMS]
+        idx[row, : len(keep)] = cols[keep] + FIRST_INDEX
+        weight[row, : len(keep)] = vals[keep]
+    return idx, weight
+
+
+def item_features(
+    spec: FeatureSpec, catalogue: pd.DataFrame, popularity: np.ndarray, reference_time: datetime
+) -> dict[str, np.ndarray]:
+    """Item-tower inputs for every catalogue row, in catalogue order."""
+    text_idx, text_weight = _text_terms(spec, catalogue)
+    numeric = np.stack(
+        [
+            spec.price.apply(catalogue["price"]),
+            spec.duration.apply(catalogue["duration_seconds"]),
+            spec.popularity.apply(popularity),
+            spec.age.apply(_age_days(catalogue["created_at"], reference_time)),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return {
+        "video_idx": spec.videos.lookup(catalogue["id"]),
+        "genre_idx": spec.genres.lookup(catalogue["genre"]),
+        "maker_idx": spec.makers.lookup(catalogue["maker"]),
+        "performer_idx": _padded_lookup(catalogue["performers"], spec.performers, MAX_PERFORMERS),
+        "tag_idx": _padded_lookup(catalogue["tags"], spec.tags, MAX_TAGS),
+        "text_idx": text_idx,
+        "text_weight": text_weight,
+        "numeric": numeric,
+    }
+
+
+@dataclass(frozen=True)
+class HistoryTables:
+    """Per-catalogue-row values a liked video contributes to a user's history.
+
+    Row ``len(catalogue)`` is the padding row, so history row indices can be padded with it.
+    """
+
+    video_idx: np.ndarray
+    genre_idx: np.ndarray
+    maker_idx: np.ndarray
+    price: np.ndarray
+
+    @property
+    def pad_row(self) -> int:
+        return len(self.video_idx) - 1
+
+    @classmethod
+    def from_catalogue(cls, spec: FeatureSpec, catalogue: pd.DataFrame) -> HistoryTables:
+        def padded(values: np.ndarray) -> np.ndarray:
+            return np.concatenate([values, np.zeros(1, dtype=values.dtype)])
+
+        return cls(
+            video_idx=padded(spec.videos.lookup(catalogue["id"])),
+            genre_idx=padded(spec.genres.lookup(catalogue["genre"])),
+            maker_idx=padded(spec.makers.lookup(catalogue["maker"])),
+            price=padded(spec.price.apply(catalogue["price"])),
+        )
+
+    def user_inputs(self, rows: np.ndarray, age_days: np.ndarray) -> dict[str, np.ndarray]:
+        """User-tower inputs from history rows [B, H] (padded with pad_row) and like ages [B, H]."""
+        return {
+            "hist_video_idx": self.video_idx[rows],
+            "hist_genre_idx": self.genre_idx[rows],
+            "hist_maker_idx": self.maker_idx[rows],
+            "hist_price": self.price[rows].astype(np.float32),
+            "hist_age_days": np.where(rows == self.pad_row, 0.0, age_days).astype(np.float32),
+        }
+
+
+def latest_histories(
+    user_rows: list[np.ndarray],
+    user_times: list[np.ndarray],
+    reference_times: np.ndarray,
+    pad_row: int,
+    length: int = HISTORY_LENGTH,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's most recent ``length`` likes before their reference time, newest last.
+
+    user_rows/user_times: per user, catalogue rows and like times (epoch seconds), sorted by time.
+    Returns history rows [U, length] (padded at the front with pad_row) and ages in days.
+    """
+    rows = np.full((len(user_rows), length), pad_row, dtype=np.int64)
+    ages = np.zeros((len(user_rows), length), dtype=np.float32)
+    for u, (r, t) in enumerate(zip(user_rows, user_times)):
+        before = np.searchsorted(t, reference_times[u], side="left")
+        start = max(0, before - length)
+        take = before - start
+        if take:
+            rows[u, length - take:] = r[start:before]
+            ages[u, length - take:] = (reference_times[u] - t[start:before]) / SECONDS_PER_DAY
+    return rows, ages

@@ -1,0 +1,155 @@
+"""The user tower and the item tower (design document "Two-Tower モデル設計書 v2.0").
+
+Both are plain Keras functional models with named inputs, so each exports to ONNX on its
+own. All behaviour features of the user (genre distribution, maker taste, price preference,
+recency weighting, activity level) are computed inside the user tower from the raw history,
+which keeps their definition in one place for training, batch embedding and the Edge Function.
+Both towers end in an L2-normalised 64-d vector: the score is their dot product.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+from keras import layers, ops
+
+from twotower_pipeline.model.features import (
+    HISTORY_LENGTH,
+    MAX_PERFORMERS,
+    MAX_TAGS,
+    NUMERIC_FEATURES,
+    TEXT_TERMS,
+    FeatureSpec,
+)
+
+
+@dataclass(frozen=True)
+class TowerConfig:
+    embedding_dim: int = 64
+    history_embedding_dim: int = 64
+    id_embedding_dim: int = 32
+    category_dim: int = 32
+    text_dim: int = 128
+    bag_dim: int = 32
+    hidden_dim: int = 256
+    dropout: float = 0.2
+    recency_half_life_days: float = 30.0
+
+
+class MaskedMean(layers.Layer):
+    """Weighted mean over the history axis; padded positions have weight 0 and never leak."""
+
+    def call(self, values, weights):
+        weights = ops.expand_dims(weights, -1)
+        total = ops.sum(weights, axis=1)
+        return ops.sum(values * weights, axis=1) / ops.maximum(total, 1e-6)
+
+
+class UserBehaviour(layers.Layer):
+    """Numeric behaviour features from the history: price preference, activity, recency."""
+
+    def call(self, price, age_days, mask):
+        count = ops.sum(mask, axis=1, keepdims=True)
+        safe = ops.maximum(count, 1.0)
+        price_mean = ops.sum(price * mask, axis=1, keepdims=True) / safe
+        price_var = ops.sum(ops.square(price - price_mean) * mask, axis=1, keepdims=True) / safe
+        big = 1e6
+        oldest = ops.max(age_days * mask - (1.0 - mask) * big, axis=1, keepdims=True)
+        newest = ops.min(age_days * mask + (1.0 - mask) * big, axis=1, keepdims=True)
+        has_any = ops.cast(count > 0, "float32")
+        span_weeks = ops.maximum((oldest - newest) * has_any / 7.0, 1.0)
+        mean_age = ops.sum(ops.log(1.0 + age_days) * mask, axis=1, keepdims=True) / safe
+        return ops.concatenate(
+            [
+                price_mean,
+                ops.sqrt(price_var + 1e-6),
+                ops.log(1.0 + count),
+                ops.log(1.0 + count / span_weeks),
+                mean_age,
+                ops.log(1.0 + newest * has_any),
+            ],
+            axis=1,
+        )
+
+
+class L2Normalise(layers.Layer):
+    def call(self, x):
+        return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+
+
+def _bag(embedding: layers.Embedding, ids, name: str):
+    mask = ops.cast(ops.greater(ids, 0), "float32")
+    return MaskedMean(name=f"{name}_mean")(embedding(ids), mask)
+
+
+def build_user_tower(spec: FeatureSpec, config: TowerConfig = TowerConfig()) -> keras.Model:
+    h = HISTORY_LENGTH
+    video = keras.Input((h,), dtype="int64", name="hist_video_idx")
+    genre = keras.Input((h,), dtype="int64", name="hist_genre_idx")
+    maker = keras.Input((h,), dtype="int64", name="hist_maker_idx")
+    price = keras.Input((h,), dtype="float32", name="hist_price")
+    age = keras.Input((h,), dtype="float32", name="hist_age_days")
+
+    mask = ops.cast(ops.greater(video, 0), "float32")
+    recency = mask * ops.exp(-age * (math.log(2.0) / config.recency_half_life_days))
+    video_emb = layers.Embedding(spec.videos.size, config.history_embedding_dim, name="history_video_embedding")
+    history = MaskedMean(name="history_recency_mean")(video_emb(video), recency)
+    genre_distribution = MaskedMean(name="genre_distribution")(
+        ops.one_hot(genre, spec.genres.size), mask
+    )
+    maker_emb = layers.Embedding(spec.makers.size, config.category_dim, name="history_maker_embedding")
+    maker_taste = MaskedMean(name="maker_taste")(maker_emb(maker), mask)
+    behaviour = UserBehaviour(name="behaviour")(price, age, mask)
+
+    x = layers.Concatenate(name="user_features")([history, genre_distribution, maker_taste, behaviour])
+    x = layers.Dense(config.hidden_dim, activation="relu", name="user_dense_1")(x)
+    x = layers.Dropout(config.dropout)(x)
+    x = layers.Dense(config.hidden_dim // 2, activation="relu", name="user_dense_2")(x)
+    x = layers.Dense(config.embedding_dim, name="user_embedding")(x)
+    out = L2Normalise(name="user_vector")(x)
+    return keras.Model(
+        inputs={"hist_video_idx": video, "hist_genre_idx": genre, "hist_maker_idx": maker,
+                "hist_price": price, "hist_age_days": age},
+        outputs=out,
+        name="user_tower",
+    )
+
+
+def build_item_tower(spec: FeatureSpec, config: TowerConfig = TowerConfig()) -> keras.Model:
+    video = keras.Input((), dtype="int64", name="video_idx")
+    genre = keras.Input((), dtype="int64", name="genre_idx")
+    maker = keras.Input((), dtype="int64", name="maker_idx")
+    performers = keras.Input((MAX_PERFORMERS,), dtype="int64", name="performer_idx")
+    tags = keras.Input((MAX_TAGS,), dtype="int64", name="tag_idx")
+    text_idx = keras.Input((TEXT_TERMS,), dtype="int64", name="text_idx")
+    text_weight = keras.Input((TEXT_TERMS,), dtype="float32", name="text_weight")
+    numeric = keras.Input((len(NUMERIC_FEATURES),), dtype="float32", name="numeric")
+
+    parts = [
+        layers.Embedding(spec.genres.size, config.category_dim, name="genre_embedding")(genre),
+        layers.Embedding(spec.makers.size, config.category_dim, name="maker_embedding")(maker),
+        layers.Embedding(spec.videos.size, config.id_embedding_dim, name="video_id_embedding")(video),
+        # TF-IDF x dense(128): an embedding bag weighted by the TF-IDF of the top terms.
+        ops.sum(
+            layers.Embedding(spec.text_size, config.text_dim, name="text_dense")(text_idx)
+            * ops.expand_dims(text_weight, -1),
+            axis=1,
+        ),
+        _bag(layers.Embedding(spec.performers.size, config.bag_dim, name="performer_embedding"), performers, "performers"),
+        _bag(layers.Embedding(spec.tags.size, config.bag_dim, name="tag_embedding"), tags, "tags"),
+        layers.Dense(16, activation="relu", name="numeric_dense")(numeric),
+    ]
+    x = layers.Concatenate(name="item_features")(parts)
+    x = layers.Dense(config.hidden_dim, activation="relu", name="item_dense_1")(x)
+    x = layers.Dropout(config.dropout)(x)
+    x = layers.Dense(config.hidden_dim // 2, activation="relu", name="item_dense_2")(x)
+    x = layers.Dense(config.embedding_dim, name="item_embedding")(x)
+    out = L2Normalise(name="item_vector")(x)
+    return keras.Model(
+        inputs={"video_idx": video, "genre_idx": genre, "maker_idx": maker, "performer_idx": performers,
+                "tag_idx": tags, "text_idx": text_idx, "text_weight": text_weight, "numeric": numeric},
+        outputs=out,
+        name="item_tower",
+    )

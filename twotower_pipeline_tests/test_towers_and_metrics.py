@@ -1,0 +1,142 @@
+"""The towers' shapes and masking, the holdout split, and the metrics against hand-computed values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_pipeline.model.dataset import HoldoutConfig, UserSequences, next_like_examples, temporal_holdout
+from twotower_pipeline.model.evaluation import HoldoutUsers, ranking_metrics, top_k_rows
+from twotower_pipeline.model.features import (
+    HISTORY_LENGTH,
+    OOV,
+    FeatureSpec,
+    LogNormaliser,
+    Vocabulary,
+)
+from twotower_pipeline.model.towers import TowerConfig, build_item_tower, build_user_tower
+
+
+def _spec() -> FeatureSpec:
+    return FeatureSpec(
+        videos=Vocabulary([f"v{i}" for i in range(30)]), genres=Vocabulary(["a", "b", "c"]),
+        makers=Vocabulary(["m1", "m2"]), performers=Vocabulary(["p1"]), tags=Vocabulary(["t1", "t2"]),
+        text_terms=["word", "other"], text_idf=[1.0, 2.0], price=LogNormaliser(7.0, 1.0),
+        duration=LogNormaliser(8.0, 1.0), popularity=LogNormaliser(1.0, 1.0), age=LogNormaliser(3.0, 1.0),
+        reference_time="2026-11-01T00:00:00+00:00",
+    )
+
+
+def _history(batch: int, rng: np.random.Generator, spec: FeatureSpec, filled: int) -> dict[str, np.ndarray]:
+    inputs = {
+        "hist_video_idx": rng.integers(2, spec.videos.size, (batch, HISTORY_LENGTH)),
+        "hist_genre_idx": rng.integers(2, spec.genres.size, (batch, HISTORY_LENGTH)),
+        "hist_maker_idx": rng.integers(2, spec.makers.size, (batch, HISTORY_LENGTH)),
+        "hist_price": rng.normal(size=(batch, HISTORY_LENGTH)).astype(np.float32),
+        "hist_age_days": rng.uniform(0, 100, (batch, HISTORY_LENGTH)).astype(np.float32),
+    }
+    inputs["hist_video_idx"][:, : HISTORY_LENGTH - filled] = 0
+    return inputs
+
+
+def test_user_tower_gives_unit_64d_vectors_and_padding_does_not_leak():
+    spec = _spec()
+    tower = build_user_tower(spec, TowerConfig(dropout=0.0))
+    rng = np.random.default_rng(0)
+    inputs = _history(4, rng, spec, filled=7)
+    out = np.asarray(tower(inputs))
+    assert out.shape == (4, 64)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+    # Whatever sits in padded positions (video index 0) must not change the user vector.
+    scrambled = {k: v.copy() for k, v in inputs.items()}
+    pad = scrambled["hist_video_idx"] == 0
+    scrambled["hist_genre_idx"][pad] = 2
+    scrambled["hist_maker_idx"][pad] = 3
+    scrambled["hist_price"][pad] = 99.0
+    scrambled["hist_age_days"][pad] = 5000.0
+    np.testing.assert_allclose(np.asarray(tower(scrambled)), out, atol=1e-6)
+
+    # ...while a real like does change it.
+    changed = {k: v.copy() for k, v in inputs.items()}
+    changed["hist_video_idx"][:, -1] = (changed["hist_video_idx"][:, -1] + 1 - 2) % (spec.videos.size - 2) + 2
+    assert np.abs(np.asarray(tower(changed)) - out).max() > 1e-4
+
+
+def test_user_tower_handles_an_empty_history():
+    spec = _spec()
+    tower = build_user_tower(spec)
+    out = np.asarray(tower(_history(2, np.random.default_rng(1), spec, filled=0)))
+    assert np.isfinite(out).all()
+
+
+def test_item_tower_gives_unit_64d_vectors_and_unknown_ids_use_the_oov_row():
+    spec = _spec()
+    tower = build_item_tower(spec, TowerConfig(dropout=0.0))
+    n = 3
+    inputs = {
+        "video_idx": np.array([2, OOV, 5]), "genre_idx": np.array([2, OOV, 3]), "maker_idx": np.array([2, 2, OOV]),
+        "performer_idx": np.zeros((n, 8), dtype=np.int64), "tag_idx": np.zeros((n, 16), dtype=np.int64),
+        "text_idx": np.zeros((n, 32), dtype=np.int64), "text_weight": np.zeros((n, 32), dtype=np.float32),
+        "numeric": np.zeros((n, 4), dtype=np.float32),
+    }
+    out = np.asarray(tower(inputs))
+    assert out.shape == (n, 64)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_vocabulary_maps_unknown_and_missing_values_to_oov():
+    vocab = Vocabulary.by_frequency(pd.Series(["b", "a", "b", None, "c", "c", "c"]), limit=2)
+    assert vocab.tokens == ["c", "b"]
+    assert list(vocab.lookup(["c", "b", "a", None, 3])) == [2, 3, OOV, OOV, OOV]
+
+
+def test_feature_spec_round_trips_through_json():
+    spec = _spec()
+    again = FeatureSpec.from_json(spec.to_json())
+    assert again.videos.tokens == spec.videos.tokens and again.price == spec.price
+    assert again.text_vectorizer().transform(["word word other"]).nnz == 2
+
+
+def test_holdout_takes_each_users_latest_likes_and_nothing_later_is_trained_on():
+    t = pd.Timestamp("2026-06-01", tz="UTC")
+    likes = pd.DataFrame({
+        "user_id": ["u1"] * 10 + ["u2"] * 3,
+        "video_id": [f"v{i}" for i in range(10)] + ["v0", "v1", "v2"],
+        "created_at": [t + pd.Timedelta(days=i) for i in range(10)] + [t + pd.Timedelta(days=i) for i in range(3)],
+        "row": list(range(10)) + [0, 1, 2],
+    })
+    split = temporal_holdout(likes, HoldoutConfig(holdout_fraction=0.2, min_likes_for_holdout=5))
+    assert sorted(split.test.video_id) == ["v8", "v9"]  # u1's two latest; u2 has too few to hold out
+    assert split.train[split.train.user_id == "u1"].created_at.max() < split.test.created_at.min()
+    assert len(split.train) == 11
+
+
+def test_next_like_examples_use_only_earlier_likes_as_history():
+    sequences = UserSequences(
+        user_ids=np.array(["u"]), rows=[np.array([5, 6, 7])], times=[np.array([0.0, 86_400.0, 3 * 86_400.0])]
+    )
+    examples, is_last = next_like_examples(sequences, pad_row=99, length=4)
+    assert list(examples.positive_rows) == [6, 7]
+    assert examples.history_rows.tolist() == [[99, 99, 99, 5], [99, 99, 5, 6]]
+    np.testing.assert_allclose(examples.history_age_days[1], [0, 0, 3, 2])
+    assert list(is_last) == [False, True]
+
+
+def test_metrics_match_hand_computed_values():
+    # Two users, catalogue of 6. User 0 holds out {1, 4}; user 1 holds out {5}.
+    scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.6, 0.0],
+                       [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+    seen = [np.array([0]), np.array([], dtype=int)]
+    top = top_k_rows(scores, seen, k=6)
+    assert top[0].tolist() == [1, 3, 4, 2, 5, -1]  # the seen video is never recommended
+    holdout = HoldoutUsers(seen=seen, relevant=[np.array([1, 4]), np.array([5])])
+    metrics = ranking_metrics(top, holdout, catalogue_size=6)
+    # Both users find all held-out videos within 50.
+    assert metrics["recall_at_50"] == pytest.approx(1.0)
+    # P@10 with k capped by a 6-video catalogue: hits (2 and 1) over 10.
+    assert metrics["precision_at_10"] == pytest.approx((2 / 10 + 1 / 10) / 2)
+    # User 0: hits at ranks 1 and 3 -> DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3).
+    # User 1: hit at rank 1 -> 1.
+    expected_ndcg = (1.5 / (1 + 1 / np.log2(3)) + 1.0) / 2
+    assert metrics["ndcg_at_10"] == pytest.approx(expected_ndcg)
+    assert metrics["coverage_at_10"] == pytest.approx(6 / 6)  # user 1 is shown all six
