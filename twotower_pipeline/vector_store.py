@@ -1,0 +1,264 @@
+"""Model versions and their 64-d vectors in the app's PostgreSQL (pgvector).
+
+Each version's vectors live in their own partitions (created by the migrations' SQL
+functions). Writes are binary COPY into that partition, replacing what was there for the
+same videos, so a rerun gives the same rows. Activation checks completeness, then flips the
+active version of both towers in one transaction: readers see the old version or the new
+one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+ITEM_TABLE = "two_tower_item_embeddings"
+USER_TABLE = "two_tower_user_embeddings"
+SHARDS = tuple("0123456789abcdef")
+UNIT_NORM_TOLERANCE = 1e-3
+_COPY_BATCH = 5_000
+
+
+class ActivationRefused(RuntimeError):
+    """The version is not complete or not sound enough to serve; nothing was changed."""
+
+
+def video_shard(video_id: str) -> str:
+    """Stable shard of a video: the first hex digit of its uuid (uniform for random uuids)."""
+    return video_id[0].lower()
+
+
+def partition_name(conn: psycopg.Connection, table: str, version: str) -> str:
+    return conn.execute("select public.two_tower_partition_name(%s, %s)", (table, version)).fetchone()[0]
+
+
+def create_version_partitions(conn: psycopg.Connection, version: str) -> None:
+    conn.execute("select public.two_tower_create_version_partitions(%s)", (version,))
+
+
+def _copy_vectors(
+    conn: psycopg.Connection, partition: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[tuple]
+) -> int:
+    statement = sql.SQL("copy public.{} ({}) from stdin with (format binary)").format(
+        sql.Identifier(partition), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    written = 0
+    with conn.cursor().copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+            written += 1
+    return written
+
+
+def write_item_vectors(
+    conn: psycopg.Connection,
+    version: str,
+    shards: Sequence[str],
+    video_ids: Sequence[str],
+    vectors: np.ndarray,
+    popularity: np.ndarray,
+) -> int:
+    """Replace the version's item vectors of ``shards`` with these, in the caller's transaction."""
+    partition = partition_name(conn, ITEM_TABLE, version)
+    for shard in sorted(shards):
+        # Two writers of one shard queue up here; the second replaces the first's rows.
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{version}/{shard}",))
+    conn.execute(
+        sql.SQL("delete from public.{} where left(video_id::text, 1) = any(%s)").format(sql.Identifier(partition)),
+        (list(shards),),
+    )
+    rows = (
+        (version, uuid.UUID(vid), vec.astype(np.float32), float(pop))
+        for vid, vec, pop in zip(video_ids, vectors, popularity)
+    )
+    return _copy_vectors(conn, partition, ("model_version", "video_id", "embedding", "popularity"),
+                         ("text", "uuid", "vector", "float4"), rows)
+
+
+def write_user_vectors(
+    conn: psycopg.Connection, version: str, user_ids: Sequence[str], vectors: np.ndarray,
+    likes_until: Sequence[datetime],
+) -> int:
+    """Replace all of the version's user vectors with these, in the caller's transaction."""
+    partition = partition_name(conn, USER_TABLE, version)
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{version}/users",))
+    conn.execute(sql.SQL("truncate public.{}").format(sql.Identifier(partition)))
+    rows = (
+        (version, uuid.UUID(uid), vec.astype(np.float32), until)
+        for uid, vec, until in zip(user_ids, vectors, likes_until)
+    )
+    return _copy_vectors(conn, partition, ("model_version", "user_id", "embedding", "likes_until"),
+                         ("text", "uuid", "vector", "timestamptz"), rows)
+
+
+def build_item_index(conn: psycopg.Connection, version: str, m: int = 16, ef_construction: int = 64) -> None:
+    conn.execute("select public.two_tower_build_item_index(%s, %s, %s)", (version, m, ef_construction))
+
+
+@dataclass(frozen=True)
+class Completeness:
+    version: str
+    catalogue_videos: int
+    item_vectors: int
+    missing_videos_by_shard: dict[str, int]
+    active_users: int
+    user_vectors: int
+    missing_users: int
+    bad_item_vectors: int
+    bad_user_vectors: int
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if self.missing_videos_by_shard:
+            shards = ", ".join(f"{s} ({n} videos)" for s, n in sorted(self.missing_videos_by_shard.items()))
+            found.append(f"item-embedding partitions missing videos: {shards}; re-run those partitions")
+        if self.missing_users:
+            found.append(f"{self.missing_users} of {self.active_users} active users have no vector; "
+                         "re-run the user embeddings")
+        if self.bad_item_vectors or self.bad_user_vectors:
+            found.append(f"{self.bad_item_vectors} item and {self.bad_user_vectors} user vectors are not "
+                         "unit length")
+        return found
+
+
+def check_completeness(conn: psycopg.Connection, version: str, likes_since: datetime) -> Completeness:
+    """Does every catalogue video and every user with likes since ``likes_since`` have a sound vector?"""
+    items = sql.Identifier(partition_name(conn, ITEM_TABLE, version))
+    users = sql.Identifier(partition_name(conn, USER_TABLE, version))
+    missing = conn.execute(sql.SQL(
+        "select left(v.id::text, 1), count(*) from public.videos v "
+        "where not exists (select 1 from public.{} e where e.video_id = v.id) group by 1"
+    ).format(items)).fetchall()
+    catalogue_videos = conn.execute("select count(*) from public.videos").fetchone()[0]
+    item_vectors = conn.execute(sql.SQL("select count(*) from public.{}").format(items)).fetchone()[0]
+    active_users, missing_users = conn.execute(sql.SQL(
+        "select count(*), count(*) filter (where not exists "
+        "  (select 1 from public.{} u where u.user_id = a.user_id)) "
+        "from (select distinct user_id from public.likes where user_id is not null and created_at >= %s "
+        "      and created_at <= now() and video_id in (select id from public.videos)) a"
+    ).format(users), (likes_since,)).fetchone()
+    user_vectors = conn.execute(sql.SQL("select count(*) from public.{}").format(users)).fetchone()[0]
+    # pgvector refuses NaN and infinity on input, so a sound vector only needs unit length.
+    bad_condition = sql.SQL("select count(*) from public.{} where abs(vector_norm(embedding) - 1) > %s")
+    bad_items = conn.execute(bad_condition.format(items), (UNIT_NORM_TOLERANCE,)).fetchone()[0]
+    bad_users = conn.execute(bad_condition.format(users), (UNIT_NORM_TOLERANCE,)).fetchone()[0]
+    return Completeness(
+        version=version,
+        catalogue_videos=catalogue_videos,
+        item_vectors=item_vectors,
+        missing_videos_by_shard={shard: count for shard, count in missing},
+        active_users=active_users,
+        user_vectors=user_vectors,
+        missing_users=missing_users,
+        bad_item_vectors=bad_items,
+        bad_user_vectors=bad_users,
+    )
+
+
+@dataclass(frozen=True)
+class TowerRecord:
+    model_type: str  # 'user_tower' | 'item_tower'
+    model_path: str
+    mlflow_model_version: str | None = None
+
+
+def register_version(
+    conn: psycopg.Connection,
+    version: str,
+    towers: Sequence[TowerRecord],
+    feature_spec_path: str,
+    mlflow_run_id: str | None,
+    metrics: dict[str, float],
+) -> None:
+    """Record a trained version as a candidate (idempotent: a re-export updates its rows)."""
+    clean_metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    for tower in towers:
+        conn.execute(
+            """
+            insert into public.embedding_model_versions
+              (version, model_type, model_path, feature_spec_path, mlflow_run_id, mlflow_model_version, metrics)
+            values (%s, %s, %s, %s, %s, %s, %s)
+            on conflict (version, model_type) do update set
+              model_path = excluded.model_path, feature_spec_path = excluded.feature_spec_path,
+              mlflow_run_id = excluded.mlflow_run_id, mlflow_model_version = excluded.mlflow_model_version,
+              metrics = excluded.metrics
+            """,
+            (version, tower.model_type, tower.model_path, feature_spec_path, mlflow_run_id,
+             tower.mlflow_model_version, json.dumps(clean_metrics)),
+        )
+
+
+def has_vectors(conn: psycopg.Connection, version: str) -> bool:
+    return all(
+        conn.execute("select to_regclass(format('public.%%I', %s::text))",
+                     (partition_name(conn, table, version),)).fetchone()[0] is not None
+        for table in (ITEM_TABLE, USER_TABLE)
+    )
+
+
+def active_version(conn: psycopg.Connection) -> str | None:
+    row = conn.execute(
+        "select version from public.embedding_model_versions where is_active and model_type = 'item_tower'"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def activate_version(conn: psycopg.Connection, version: str, likes_since: datetime) -> str | None:
+    """Make ``version`` the active one for both towers, atomically; return the previous version.
+
+    Refused (nothing changed) when the version is unknown or incomplete.
+    """
+    with conn.transaction():
+        # Serialise activations; readers are not blocked.
+        conn.execute("select pg_advisory_xact_lock(hashtext('two_tower_activation'))")
+        towers = conn.execute(
+            "select count(*) from public.embedding_model_versions where version = %s", (version,)
+        ).fetchone()[0]
+        if towers != 2:
+            raise ActivationRefused(
+                f"model version {version} is not registered with both towers; export it before activating"
+            )
+        if not has_vectors(conn, version):
+            raise ActivationRefused(
+                f"model version {version} has no stored vectors (never embedded, or dropped by retention); "
+                "re-run its item and user embeddings first"
+            )
+        report = check_completeness(conn, version, likes_since)
+        if report.problems:
+            raise ActivationRefused(f"model version {version} cannot be activated: " + "; ".join(report.problems))
+        previous = active_version(conn)
+        conn.execute(
+            "update public.embedding_model_versions set is_active = false, status = 'retired' "
+            "where is_active and version <> %s", (version,)
+        )
+        conn.execute(
+            "update public.embedding_model_versions set is_active = true, status = 'active', "
+            "status_reason = null, activated_at = now() where version = %s", (version,)
+        )
+    return previous
+
+
+def drop_old_versions(conn: psycopg.Connection, keep: int) -> list[str]:
+    """Drop vectors of all but the newest ``keep`` versions (the active one always stays)."""
+    rows = conn.execute(
+        """
+        select version, bool_or(is_active) from public.embedding_model_versions
+        group by version order by max(created_at) desc, version desc
+        """
+    ).fetchall()
+    dropped = []
+    for index, (version, is_active) in enumerate(rows):
+        if index >= keep and not is_active:
+            conn.execute("select public.two_tower_drop_version(%s)", (version,))
+            dropped.append(version)
+    return dropped

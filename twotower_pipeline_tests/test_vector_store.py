@@ -1,0 +1,180 @@
+"""Model versions and vectors in pgvector: idempotent writes, an all-or-nothing switch, and
+recommend_videos on real PostgreSQL."""
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+import pytest
+
+from twotower_pipeline import db, vector_store
+from twotower_pipeline.vector_store import ActivationRefused, TowerRecord
+
+SINCE = datetime.now(timezone.utc) - timedelta(days=30)
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, 64)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _seed_app(conn: psycopg.Connection, videos: int, users: int, likes_per_user: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    video_ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(videos)]
+    user_ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(users)]
+    with conn.cursor() as cur:
+        cur.executemany("insert into public.videos (id, title, genre) values (%s, %s, 'g')",
+                        [(v, f"video {i}") for i, v in enumerate(video_ids)])
+        cur.executemany(
+            "insert into public.likes (user_id, video_id, created_at) values (%s, %s, now() - interval '1 day')",
+            [(u, video_ids[(i * 3 + k) % videos]) for i, u in enumerate(user_ids) for k in range(likes_per_user)],
+        )
+    return video_ids, user_ids
+
+
+def _publish(conn, version: str, video_ids, user_ids, seed: int, shards=vector_store.SHARDS):
+    rng = np.random.default_rng(seed)
+    vector_store.register_version(
+        conn, version, [TowerRecord("user_tower", f"/m/{version}/u.onnx"), TowerRecord("item_tower", f"/m/{version}/i.onnx")],
+        feature_spec_path=f"/m/{version}/spec.json", mlflow_run_id=None, metrics={"recall_at_50": 0.3},
+    )
+    vector_store.create_version_partitions(conn, version)
+    chosen = [v for v in video_ids if v[0] in shards]
+    vector_store.write_item_vectors(conn, version, list(shards), chosen, _unit(rng, len(chosen)),
+                                    np.arange(len(chosen), dtype=np.float32))
+    vector_store.write_user_vectors(conn, version, user_ids, _unit(rng, len(user_ids)),
+                                    [datetime.now(timezone.utc)] * len(user_ids))
+    vector_store.build_item_index(conn, version)
+
+
+def test_rewriting_a_shard_replaces_its_rows(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 200, 5, 3)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        shard = video_ids[0][0]
+        in_shard = [v for v in video_ids if v[0] == shard]
+        for _ in range(2):
+            vector_store.write_item_vectors(conn, "v1", [shard], in_shard, _unit(np.random.default_rng(2), len(in_shard)),
+                                            np.zeros(len(in_shard)))
+        count = conn.execute("select count(*) from public.two_tower_item_embeddings where model_version = 'v1'").fetchone()[0]
+    assert count == len(video_ids)
+
+
+def test_two_writers_of_one_shard_at_once_leave_the_same_rows_as_one(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 300, 3, 2)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+    shard = video_ids[0][0]
+    in_shard = [v for v in video_ids if v[0] == shard]
+    vectors = _unit(np.random.default_rng(3), len(in_shard))
+    errors = []
+
+    def write():
+        try:
+            with db.connect(database_url) as conn:
+                vector_store.write_item_vectors(conn, "v1", [shard], in_shard, vectors, np.ones(len(in_shard)))
+        except Exception as error:  # noqa: BLE001 - surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with db.connect(database_url) as conn:
+        rows = conn.execute(
+            "select count(*), count(distinct video_id) from public.two_tower_item_embeddings "
+            "where model_version = 'v1' and left(video_id::text, 1) = %s", (shard,)
+        ).fetchone()
+    assert rows == (len(in_shard), len(in_shard))
+
+
+def test_activation_with_a_missing_partition_is_refused_naming_it(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 300, 5, 3)
+        missing = video_ids[0][0]
+        _publish(conn, "v1", video_ids, user_ids, seed=1, shards=[s for s in vector_store.SHARDS if s != missing])
+        with pytest.raises(ActivationRefused, match=rf"partitions missing videos: {missing} \("):
+            vector_store.activate_version(conn, "v1", SINCE)
+        assert vector_store.active_version(conn) is None
+
+
+def test_activation_switches_both_towers_and_recommend_videos_serves_the_new_version(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 400, 10, 5)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        assert vector_store.activate_version(conn, "v1", SINCE) is None
+        _publish(conn, "v2", video_ids, user_ids, seed=2)
+        assert vector_store.activate_version(conn, "v2", SINCE) == "v1"
+        states = conn.execute(
+            "select version, model_type, is_active, status from public.embedding_model_versions order by 1, 2"
+        ).fetchall()
+        assert states == [("v1", "item_tower", False, "retired"), ("v1", "user_tower", False, "retired"),
+                          ("v2", "item_tower", True, "active"), ("v2", "user_tower", True, "active")]
+
+        user = user_ids[0]
+        rows = conn.execute("select video_id::text, score, model_version from public.recommend_videos(%s, 10)",
+                            (user,)).fetchall()
+        liked = {r[0] for r in conn.execute("select video_id::text from public.likes where user_id = %s", (user,))}
+        exact = conn.execute(
+            "select e.video_id::text from public.two_tower_item_embeddings e, public.two_tower_user_embeddings u "
+            "where e.model_version = 'v2' and u.model_version = 'v2' and u.user_id = %s "
+            "and e.video_id <> all(%s::uuid[]) order by e.embedding <#> u.embedding limit 10",
+            (user, list(liked)),
+        ).fetchall()
+    assert len(rows) == 10
+    assert {r[2] for r in rows} == {"v2"}
+    assert not liked & {r[0] for r in rows}
+    assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
+    assert [r[0] for r in rows] == [r[0] for r in exact]
+
+
+def test_a_user_without_a_vector_gets_popular_videos_they_have_not_liked(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 300, 5, 3)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        vector_store.activate_version(conn, "v1", SINCE)
+        stranger = str(uuid.uuid4())
+        rows = conn.execute("select video_id::text, score from public.recommend_videos(%s, 5)", (stranger,)).fetchall()
+        top = conn.execute(
+            "select video_id::text from public.two_tower_item_embeddings where model_version = 'v1' "
+            "order by popularity desc, video_id limit 5"
+        ).fetchall()
+    assert [r[0] for r in rows] == [r[0] for r in top]
+
+
+def test_with_no_active_model_recommend_videos_falls_back_to_recent_likes(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 50, 20, 4)
+        rows = conn.execute("select video_id::text, score, model_version from public.recommend_videos(%s, 3)",
+                            (str(uuid.uuid4()),)).fetchall()
+        counts = dict(conn.execute("select video_id::text, count(*) from public.likes group by 1").fetchall())
+    assert len(rows) == 3 and {r[2] for r in rows} == {"popularity"}
+    assert [r[1] for r in rows] == sorted((counts[r[0]] for r in rows), reverse=True)
+    assert rows[0][1] == max(counts.values())
+
+
+def test_recommend_videos_rejects_a_limit_out_of_range(database_url):
+    with db.connect(database_url) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_limit must be between 1 and 1000"):
+            conn.execute("select * from public.recommend_videos(gen_random_uuid(), 0)")
+
+
+def test_retention_keeps_the_newest_versions_and_never_the_active_one(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 100, 3, 2)
+        for i, version in enumerate(["v1", "v2", "v3", "v4"]):
+            _publish(conn, version, video_ids, user_ids, seed=i)
+            conn.execute("update public.embedding_model_versions set created_at = now() + make_interval(mins => %s) "
+                         "where version = %s", (i, version))
+        vector_store.activate_version(conn, "v1", SINCE)
+        dropped = vector_store.drop_old_versions(conn, keep=2)
+        assert dropped == ["v2"]
+        assert not vector_store.has_vectors(conn, "v2")
+        assert vector_store.has_vectors(conn, "v1") and vector_store.has_vectors(conn, "v4")
+        with pytest.raises(ActivationRefused, match="no stored vectors"):
+            vector_store.activate_version(conn, "v2", SINCE)
+        assert vector_store.active_version(conn) == "v1"
