@@ -8,9 +8,9 @@ line before training (a blocking check), because that is a broken import, not no
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 import great_expectations as gx
 import numpy as np
@@ -119,7 +119,7 @@ def _validate_flags(table: str, frame: pd.DataFrame, rules: list[_Rule]) -> list
     return outcomes
 
 
-def _validate(name: str, frame: pd.DataFrame, expectations: list) -> "gx.core.ExpectationSuiteValidationResult":
+def _validate(name: str, frame: pd.DataFrame, expectations: list) -> gx.core.ExpectationSuiteValidationResult:
     """Validate an in-memory frame against expectations in a throwaway (ephemeral) GX context."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

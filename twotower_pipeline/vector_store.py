@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
 
 import numpy as np
 import psycopg

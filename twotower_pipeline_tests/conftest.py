@@ -4,8 +4,8 @@ fully migrated database per test (cloned from a template, so each test starts cl
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest

@@ -1,14 +1,14 @@
 """Bad input is counted and cleaned, or stops the line with a report naming the rule."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from twotower_pipeline.validation import QualityRules, prepare_training_data
 
-NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _ids(n: int, seed: int) -> list[str]:

@@ -3,7 +3,7 @@ recommend_videos on real PostgreSQL."""
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -12,7 +12,7 @@ import pytest
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.vector_store import ActivationRefused, TowerRecord
 
-SINCE = datetime.now(timezone.utc) - timedelta(days=30)
+SINCE = datetime.now(UTC) - timedelta(days=30)
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -45,7 +45,7 @@ def _publish(conn, version: str, video_ids, user_ids, seed: int, shards=vector_s
     vector_store.write_item_vectors(conn, version, list(shards), chosen, _unit(rng, len(chosen)),
                                     np.arange(len(chosen), dtype=np.float32))
     vector_store.write_user_vectors(conn, version, user_ids, _unit(rng, len(user_ids)),
-                                    [datetime.now(timezone.utc)] * len(user_ids))
+                                    [datetime.now(UTC)] * len(user_ids))
     vector_store.build_item_index(conn, version)
 
 

@@ -15,9 +15,9 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 with warnings.catch_warnings():  # the package warns about XDG_RUNTIME_DIR, which is not used here

@@ -1,0 +1,1 @@
+"""The lineage graph: app data -> training data -> model -> ONNX towers -> vectors -> active version."""

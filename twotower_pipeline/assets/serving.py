@@ -1,0 +1,146 @@
+"""Serving: item vectors (partitioned by catalogue shard), user vectors, and the active version."""
+
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from twotower_pipeline import vector_store
+from twotower_pipeline.assets.model import OnnxTowers
+from twotower_pipeline.publishing import (
+    EmbeddingReport,
+    ServingModel,
+    embed_item_shards,
+    embed_users,
+)
+from twotower_pipeline.resources import AppDatabase, MlflowTracking
+
+GROUP = "serving"
+
+# A video's shard is the first hex digit of its uuid: 16 even, stable shards.
+catalogue_shards = dg.StaticPartitionsDefinition(list(vector_store.SHARDS))
+
+
+class ServingConfig(dg.Config):
+    window_days: int = 183  # users with likes in this window must have a vector
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    keep_versions: int = 3
+
+
+@dataclass
+class UserEmbeddings:
+    version: str
+    as_of: datetime
+    users: int
+
+
+def _serving_model(onnx: OnnxTowers) -> ServingModel:
+    return ServingModel.load(onnx.version, onnx.user_tower_path, onnx.item_tower_path, onnx.feature_spec_path)
+
+
+def _report_metadata(report: EmbeddingReport) -> dict[str, dg.MetadataValue]:
+    return {
+        "rows_written": dg.MetadataValue.int(report.written),
+        "videos_skipped": dg.MetadataValue.json(report.skipped),
+        "seconds": dg.MetadataValue.float(report.seconds),
+        "norm_min": dg.MetadataValue.float(report.norm_min),
+        "norm_mean": dg.MetadataValue.float(report.norm_mean),
+        "norm_max": dg.MetadataValue.float(report.norm_max),
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"onnx", "pgvector"},
+    owners=["team:ml-platform"],
+    partitions_def=catalogue_shards,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="64-d item vectors of the newest exported version, one partition per catalogue shard "
+    "(first hex digit of the video id). Re-running a partition replaces its rows; it embeds the "
+    "catalogue as the database holds it now, new videos included.",
+)
+def item_embeddings(
+    context: dg.AssetExecutionContext, onnx_towers: OnnxTowers, app_db: AppDatabase
+) -> dg.MaterializeResult:
+    shards = list(context.partition_keys)
+    model = _serving_model(onnx_towers)
+    report = embed_item_shards(app_db.resolved_url(), model, shards, datetime.now(UTC))
+    context.log.info(f"version {model.version}: wrote {report.written} item vectors for shards {','.join(shards)}")
+    metadata = _report_metadata(report)
+    metadata["version"] = dg.MetadataValue.text(model.version)
+    metadata["videos_per_shard"] = dg.MetadataValue.json(report.per_shard)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"onnx", "pgvector"},
+    owners=["team:ml-platform"],
+    description="64-d vectors of every user with likes in the window, from the newest exported user tower.",
+)
+def user_embeddings(
+    context: dg.AssetExecutionContext, config: ServingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
+) -> dg.Output[UserEmbeddings]:
+    as_of = datetime.now(UTC)
+    model = _serving_model(onnx_towers)
+    report = embed_users(app_db.resolved_url(), model, config.window_days, as_of)
+    metadata = _report_metadata(report)
+    metadata["version"] = dg.MetadataValue.text(model.version)
+    return dg.Output(UserEmbeddings(model.version, as_of, report.written), metadata=metadata)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres"},
+    owners=["team:ml-platform"],
+    deps=[item_embeddings],
+    description="The model version the app serves. Builds the new version's HNSW index, checks that "
+    "every video and active user has a sound vector, then switches both towers in one transaction; "
+    "keeps the newest versions' vectors for rollback.",
+)
+def active_model_version(
+    context: dg.AssetExecutionContext,
+    config: ServingConfig,
+    onnx_towers: OnnxTowers,
+    user_embeddings: UserEmbeddings,
+    app_db: AppDatabase,
+    mlflow_tracking: MlflowTracking,
+) -> dg.MaterializeResult:
+    version = onnx_towers.version
+    if user_embeddings.version != version:
+        raise dg.Failure(
+            f"user embeddings are of version {user_embeddings.version}, item towers of {version}; "
+            "re-run user_embeddings for the newest version"
+        )
+    url = app_db.resolved_url()
+    likes_since = datetime.now(UTC) - timedelta(days=config.window_days)
+    with app_db.connect() as conn:
+        conn.autocommit = True
+        vector_store.build_item_index(conn, version, config.hnsw_m, config.hnsw_ef_construction)
+        report = vector_store.check_completeness(conn, version, likes_since)
+    # Videos added or users who liked since the embeddings were written are embedded now.
+    model = _serving_model(onnx_towers)
+    if report.missing_videos_by_shard:
+        embed_item_shards(url, model, sorted(report.missing_videos_by_shard), datetime.now(UTC))
+    if report.missing_users:
+        embed_users(url, model, config.window_days, datetime.now(UTC))
+    with app_db.connect() as conn:
+        try:
+            previous = vector_store.activate_version(conn, version, likes_since)
+        except vector_store.ActivationRefused as refused:
+            raise dg.Failure(str(refused)) from refused
+        dropped = vector_store.drop_old_versions(conn, config.keep_versions)
+
+    mlflow_tracking.set_alias(version, "champion")
+    context.log.info(f"active model version: {version} (previous: {previous or 'none'})")
+    metadata = {
+        "active_version": dg.MetadataValue.text(version),
+        "previous_version": dg.MetadataValue.text(previous or "none"),
+        "item_vectors": dg.MetadataValue.int(report.item_vectors),
+        "user_vectors": dg.MetadataValue.int(report.user_vectors),
+        "dropped_versions": dg.MetadataValue.json(dropped),
+    }
+    metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
+    return dg.MaterializeResult(metadata=metadata)

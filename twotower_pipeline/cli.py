@@ -1,0 +1,257 @@
+"""`twotower`: the demo, the weekly retrain, the database and the UIs from one command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+
+from twotower_pipeline.settings import PROJECT_ROOT, Settings
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    settings.export_defaults()
+    return settings
+
+
+def _fail(message: str) -> None:
+    click.secho(message, fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group(help=__doc__)
+def main() -> None:
+    pass
+
+
+# -- database ------------------------------------------------------------------------------
+@main.group(help="The app database (the embedded one unless TWOTOWER_DATABASE_URL is set).")
+def db() -> None:
+    pass
+
+
+@db.command("migrate", help="Apply the pending supabase/migrations to the configured database.")
+def db_migrate() -> None:
+    from twotower_pipeline import db as database
+    from twotower_pipeline.db.migrations import MigrationError, apply_migrations
+
+    settings = _settings()
+    try:
+        applied = apply_migrations(database.database_url(settings), settings.migrations_dir)
+    except MigrationError as error:
+        _fail(str(error))
+    if applied:
+        for migration in applied:
+            click.echo(f"applied {migration.version}_{migration.name}")
+    else:
+        click.echo("schema is up to date")
+
+
+@db.command("url", help="Print the database URL (starts the embedded server if needed).")
+def db_url() -> None:
+    from twotower_pipeline import db as database
+
+    click.echo(database.database_url(_settings()))
+
+
+@db.command("stop", help="Stop the embedded database server.")
+def db_stop() -> None:
+    from twotower_pipeline.db.embedded import EmbeddedPostgres
+
+    settings = _settings()
+    if not settings.uses_embedded_database:
+        _fail("TWOTOWER_DATABASE_URL is set: that database is not managed here")
+    stopped = EmbeddedPostgres(settings.embedded_database_dir).stop()
+    click.echo("embedded database stopped" if stopped else "embedded database was not running")
+
+
+# -- training ------------------------------------------------------------------------------
+def _print_outcome(outcome) -> None:
+    click.echo("\nTime per asset:")
+    for step, seconds in outcome.step_seconds.items():
+        click.echo(f"  {step:<28} {seconds:8.1f} s")
+    click.echo(f"  {'total':<28} {sum(outcome.step_seconds.values()):8.1f} s")
+    for reason in outcome.reasons:
+        click.secho(f"  {reason}", fg="red")
+
+
+def _retrain(settings: Settings) -> bool:
+    from twotower_pipeline import db as database
+    from twotower_pipeline.db.migrations import apply_migrations
+    from twotower_pipeline.retrain import run_weekly_retrain
+
+    apply_migrations(database.database_url(settings), settings.migrations_dir)
+    click.echo("running the weekly retrain (validate -> train -> export -> embed -> activate) ...")
+    outcome = run_weekly_retrain(settings)
+    _print_outcome(outcome)
+    if not outcome.success:
+        click.secho(f"\nretrain stopped (Dagster run {outcome.run_id}); the active model is unchanged:", fg="red")
+        for reason in outcome.reasons:
+            click.secho(f"  - {reason}", fg="red")
+    return outcome.success
+
+
+@main.command(help="Run the weekly retrain job once, in this process, against the configured database.")
+def retrain() -> None:
+    settings = _settings()
+    if not _retrain(settings):
+        sys.exit(1)
+    _print_summary(settings, users=0)
+
+
+@main.command(help="Set up everything on the embedded default and run the whole pipeline on demo data.")
+@click.option("--videos", default=50_000, show_default=True, help="catalogue size")
+@click.option("--users", default=1_000, show_default=True, help="users who like videos")
+@click.option("--likes", default=100_000, show_default=True, help="likes over the last six months")
+@click.option("--seed", default=7, show_default=True, help="demo data seed")
+@click.option("--reset", is_flag=True, help="replace the demo data already loaded")
+def demo(videos: int, users: int, likes: int, seed: int, reset: bool) -> None:
+    from twotower_pipeline import db as database
+    from twotower_pipeline.db.migrations import apply_migrations
+    from twotower_pipeline.demo_data import (
+        DemoDataError,
+        DemoSize,
+        generate_demo_data,
+        load_demo_data,
+    )
+
+    started = time.perf_counter()
+    settings = _settings()
+    url = database.database_url(settings)
+    applied = apply_migrations(url, settings.migrations_dir)
+    click.echo(f"database ready ({'embedded' if settings.uses_embedded_database else 'configured'}), "
+               f"{len(applied)} migration(s) applied")
+    with database.connect(url) as conn:
+        existing = conn.execute("select count(*) from public.videos").fetchone()[0]
+    if existing and not reset:
+        click.echo(f"using the {existing} videos already in the database (pass --reset to regenerate)")
+    else:
+        size = DemoSize(videos=videos, users=users, likes=likes, seed=seed)
+        t0 = time.perf_counter()
+        data = generate_demo_data(size, datetime.now(UTC))
+        with database.connect(url) as conn:
+            try:
+                counts = load_demo_data(conn, data, replace=reset)
+            except DemoDataError as error:
+                _fail(str(error))
+        click.echo("demo data loaded in {:.1f} s: {}".format(
+            time.perf_counter() - t0, ", ".join(f"{k} {v}" for k, v in counts.items())))
+    ok = _retrain(settings)
+    _print_summary(settings, users=3)
+    click.echo(f"\ndone in {time.perf_counter() - started:.0f} s")
+    if not ok:
+        sys.exit(1)
+
+
+def _print_summary(settings: Settings, users: int) -> None:
+    from twotower_pipeline import db as database
+
+    url = database.database_url(settings)
+    with database.connect(url) as conn:
+        active = conn.execute(
+            "select version, metrics, activated_at from public.embedding_model_versions "
+            "where is_active and model_type = 'item_tower'"
+        ).fetchone()
+        counts = conn.execute(
+            "select (select count(*) from public.videos), (select count(*) from public.likes), "
+            "(select count(distinct user_id) from public.likes)"
+        ).fetchone()
+        click.echo(f"\nCatalogue: {counts[0]} videos, {counts[1]} likes by {counts[2]} users")
+        if active is None:
+            click.secho("No active model version.", fg="yellow")
+            return
+        version, metrics, activated_at = active
+        click.secho(f"Active model version: {version} (activated {activated_at:%Y-%m-%d %H:%M:%S %Z})", bold=True)
+        for name in ("recall_at_50", "ndcg_at_10", "precision_at_10", "coverage_at_10"):
+            if name in metrics:
+                click.echo(f"  {name:<16} {metrics[name]:.4f}")
+        vectors = conn.execute(
+            "select (select count(*) from public.two_tower_item_embeddings where model_version = %s), "
+            "(select count(*) from public.two_tower_user_embeddings where model_version = %s)",
+            (version, version),
+        ).fetchone()
+        click.echo(f"  vectors: {vectors[0]} videos, {vectors[1]} users")
+        demo_users = conn.execute(
+            "select user_id from public.likes where user_id is not null group by user_id "
+            "order by count(*) desc, user_id limit %s", (users,)
+        ).fetchall()
+        for (user_id,) in demo_users:
+            liked = conn.execute(
+                "select v.genre, count(*) from public.likes l join public.videos v on v.id = l.video_id "
+                "where l.user_id = %s group by v.genre order by 2 desc limit 3", (user_id,)
+            ).fetchall()
+            click.echo(f"\nTop 10 for user {user_id} (likes mostly {', '.join(g for g, _ in liked)}):")
+            rows = conn.execute(
+                "select r.score, v.genre, v.maker, v.title from public.recommend_videos(%s, 10) r "
+                "join public.videos v on v.id = r.video_id order by r.score desc", (user_id,)
+            ).fetchall()
+            for rank, (score, genre, maker, title) in enumerate(rows, 1):
+                click.echo(f"  {rank:>2}. {score:6.3f}  {genre:<14} {maker:<14} {title[:50]}")
+    click.echo(
+        "\nOpen the Dagster UI on this state:  twotower ui            (http://127.0.0.1:3000)\n"
+        "Open the MLflow UI on this state:   twotower mlflow-ui     (http://127.0.0.1:5000)\n"
+        f"Connect with psql:                  psql \"$(twotower db url)\"\n"
+        f"State folder: {settings.home}"
+    )
+
+
+# -- UIs -----------------------------------------------------------------------------------
+def _serve(commands: list[list[str]]) -> None:
+    """Run the servers until Ctrl-C or SIGTERM, then stop them all."""
+    processes = [subprocess.Popen(command, start_new_session=True) for command in commands]
+
+    def stop(*_):
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while all(process.poll() is None for process in processes):
+        time.sleep(0.5)
+    stop()
+
+
+@main.command(help="Start the Dagster webserver and daemon on 127.0.0.1 for this state.")
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    from twotower_pipeline import db as database
+    from twotower_pipeline.retrain import ensure_dagster_home
+
+    settings = _settings()
+    ensure_dagster_home(settings)
+    database.database_url(settings)  # the code location reads the database; have it running
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    bin_dir = os.path.dirname(sys.executable)
+    click.echo(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={settings.dagster_home})")
+    _serve([
+        [os.path.join(bin_dir, "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+        [os.path.join(bin_dir, "dagster-daemon"), "run", "-w", workspace],
+    ])
+
+
+@main.command("mlflow-ui", help="Start the MLflow UI on 127.0.0.1 for this state's tracking store.")
+@click.option("--port", default=5000, show_default=True)
+def mlflow_ui(port: int) -> None:
+    settings = _settings()
+    bin_dir = os.path.dirname(sys.executable)
+    click.echo(f"MLflow UI: http://127.0.0.1:{port}  (tracking store {settings.mlflow_tracking_uri})")
+    _serve([[os.path.join(bin_dir, "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri,
+             "--default-artifact-root", settings.mlflow_artifacts_dir.as_uri(),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]])
+
+
+if __name__ == "__main__":
+    main()

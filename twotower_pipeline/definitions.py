@@ -1,0 +1,48 @@
+"""The code location: assets, checks, jobs, schedules and resources, configured from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from twotower_pipeline.assets import data, model, serving
+from twotower_pipeline.jobs import weekly_retrain, weekly_retrain_schedule
+from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
+from twotower_pipeline.settings import (
+    DATABASE_URL_ENV,
+    MLFLOW_TRACKING_URI_ENV,
+    Settings,
+)
+
+
+def _from_env_or(name: str, default: str | None):
+    """An EnvVar when the variable is set (its value never shows in the UI), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    local_mlflow = not os.environ.get(MLFLOW_TRACKING_URI_ENV)
+    return {
+        "app_db": AppDatabase(url=_from_env_or(DATABASE_URL_ENV, None), home=str(settings.home)),
+        "mlflow_tracking": MlflowTracking(
+            tracking_uri=_from_env_or(MLFLOW_TRACKING_URI_ENV, settings.mlflow_tracking_uri),
+            artifact_location=settings.mlflow_artifacts_dir.as_uri() if local_mlflow else None,
+            ui_url=os.environ.get("MLFLOW_UI_URL"),
+        ),
+        "model_store": ModelStore(base_path=str(settings.models_dir)),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "assets")),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([data, model, serving]),
+        jobs=[weekly_retrain],
+        schedules=[weekly_retrain_schedule],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

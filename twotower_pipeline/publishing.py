@@ -1,0 +1,153 @@
+"""Publishing a trained version: item and user vectors computed with its ONNX towers, written
+to pgvector, and the switch to it.
+
+Vectors are computed from what the app's database holds at the time of writing (new videos
+and new likes included), with the feature preparation exported with the version, in ONNX
+Runtime: the same graph and the same transformation the Edge Functions use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy
+
+from twotower_pipeline import db, vector_store
+from twotower_pipeline.app_data import read_catalogue, read_likes
+from twotower_pipeline.model.dataset import UserSequences
+from twotower_pipeline.model.export import onnx_session, run_onnx
+from twotower_pipeline.model.features import (
+    POPULARITY_WINDOW_DAYS,
+    FeatureSpec,
+    HistoryTables,
+    item_features,
+    latest_histories,
+    popularity_counts,
+)
+from twotower_pipeline.model.training import attach_catalogue_rows
+from twotower_pipeline.validation import clean_catalogue, clean_likes
+
+_ONNX_BATCH = 4096
+
+
+@dataclass
+class ServingModel:
+    """One version's ONNX towers and feature preparation, loaded once per step."""
+
+    version: str
+    spec: FeatureSpec
+    user_tower_path: Path
+    item_tower_path: Path
+
+    def __post_init__(self) -> None:
+        self._user = onnx_session(self.user_tower_path)
+        self._item = onnx_session(self.item_tower_path)
+
+    @classmethod
+    def load(cls, version: str, user_tower_path: str, item_tower_path: str, feature_spec_path: str) -> ServingModel:
+        return cls(version, FeatureSpec.load(Path(feature_spec_path)), Path(user_tower_path), Path(item_tower_path))
+
+    def item_vectors(self, catalogue: pd.DataFrame, popularity: np.ndarray, as_of: datetime) -> np.ndarray:
+        inputs = item_features(self.spec, catalogue, popularity, as_of)
+        return _batched(self._item, inputs, len(catalogue))
+
+    def user_vectors(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return _batched(self._user, inputs, len(next(iter(inputs.values()))))
+
+
+def _batched(session, inputs: dict[str, np.ndarray], n: int) -> np.ndarray:
+    out = np.zeros((n, 64), dtype=np.float32)
+    for start in range(0, n, _ONNX_BATCH):
+        chunk = {k: v[start:start + _ONNX_BATCH] for k, v in inputs.items()}
+        result = run_onnx(session, chunk)
+        if out.shape[1] != result.shape[1]:
+            out = np.zeros((n, result.shape[1]), dtype=np.float32)
+        out[start:start + _ONNX_BATCH] = result
+    return out
+
+
+@dataclass
+class EmbeddingReport:
+    written: int
+    seconds: float
+    skipped: dict[str, int] = field(default_factory=dict)
+    norm_min: float = 0.0
+    norm_mean: float = 0.0
+    norm_max: float = 0.0
+    per_shard: dict[str, int] = field(default_factory=dict)
+
+
+def _norms(vectors: np.ndarray) -> tuple[float, float, float]:
+    if len(vectors) == 0:
+        return 0.0, 0.0, 0.0
+    norms = np.linalg.norm(vectors, axis=1)
+    return float(norms.min()), float(norms.mean()), float(norms.max())
+
+
+def _recent_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: datetime, days: int) -> pd.DataFrame:
+    return clean_likes(read_likes(engine, as_of - timedelta(days=days)), known_videos, as_of)
+
+
+def embed_item_shards(url: str, model: ServingModel, shards: Sequence[str], as_of: datetime) -> EmbeddingReport:
+    """(Re)write the version's vectors of every catalogue video in ``shards``, in one transaction."""
+    started = time.perf_counter()
+    engine = db.create_engine(url)
+    try:
+        catalogue = clean_catalogue(read_catalogue(engine, list(shards)))
+        likes = _recent_likes(engine, set(catalogue["id"]), as_of, POPULARITY_WINDOW_DAYS)
+    finally:
+        engine.dispose()
+    popularity = popularity_counts(catalogue["id"], likes, as_of)
+    vectors = model.item_vectors(catalogue, popularity, as_of)
+    finite = np.isfinite(vectors).all(axis=1)
+    ids = catalogue["id"].to_numpy()[finite]
+    with db.connect(url) as conn:
+        written = vector_store.write_item_vectors(
+            conn, model.version, shards, ids, vectors[finite], popularity[finite]
+        )
+    low, mean, high = _norms(vectors[finite])
+    per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
+    return EmbeddingReport(
+        written=written,
+        seconds=time.perf_counter() - started,
+        skipped={"non-finite vector": int((~finite).sum())},
+        norm_min=low, norm_mean=mean, norm_max=high,
+        per_shard={shard: int(per_shard.get(shard, 0)) for shard in shards},
+    )
+
+
+def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime) -> EmbeddingReport:
+    """(Re)write the version's vector of every user with valid likes in the window."""
+    started = time.perf_counter()
+    engine = db.create_engine(url)
+    try:
+        catalogue = clean_catalogue(read_catalogue(engine))
+        likes = _recent_likes(engine, set(catalogue["id"]), as_of, window_days)
+    finally:
+        engine.dispose()
+    likes = attach_catalogue_rows(catalogue, likes)
+    tables = HistoryTables.from_catalogue(model.spec, catalogue)
+    sequences = UserSequences.from_likes(likes)
+    reference = np.full(len(sequences.user_ids), pd.Timestamp(as_of).value / 1e9 + 1.0)
+    rows, ages = latest_histories(sequences.rows, sequences.times, reference, tables.pad_row,
+                                  model.spec.history_length)
+    vectors = model.user_vectors(tables.user_inputs(rows, ages))
+    finite = np.isfinite(vectors).all(axis=1)
+    likes_until = [pd.Timestamp(t[-1], unit="s", tz="UTC").to_pydatetime() for t in sequences.times]
+    with db.connect(url) as conn:
+        written = vector_store.write_user_vectors(
+            conn, model.version, list(sequences.user_ids[finite]), vectors[finite],
+            [until for until, ok in zip(likes_until, finite) if ok],
+        )
+    low, mean, high = _norms(vectors[finite])
+    return EmbeddingReport(
+        written=written, seconds=time.perf_counter() - started,
+        skipped={"non-finite vector": int((~finite).sum())},
+        norm_min=low, norm_mean=mean, norm_max=high,
+    )

@@ -1,0 +1,91 @@
+"""Dagster resources: the app database, MLflow and the model file store.
+
+Addresses and secrets come from the environment (``EnvVar``), never from code; with nothing
+set, every resource falls back to the state folder (see :mod:`twotower_pipeline.settings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import psycopg
+import sqlalchemy
+
+from twotower_pipeline import db
+from twotower_pipeline.db.embedded import EmbeddedPostgres
+
+
+class AppDatabase(dg.ConfigurableResource):
+    """The app's PostgreSQL: ``url`` when configured, else the embedded server in ``home``."""
+
+    url: Optional[str] = None
+    home: str
+
+    def resolved_url(self) -> str:
+        if self.url:
+            return self.url
+        return EmbeddedPostgres(Path(self.home) / "postgres").ensure_running()
+
+    def engine(self) -> sqlalchemy.Engine:
+        return db.create_engine(self.resolved_url())
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A connection whose work commits on success and rolls back on error."""
+        with db.connect(self.resolved_url()) as conn:
+            yield conn
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """A thin handle on the MLflow tracking server / store and the model registry."""
+
+    tracking_uri: str
+    experiment_name: str = "twotower"
+    artifact_location: Optional[str] = None
+    user_tower_model_name: str = "twotower_user_tower"
+    item_tower_model_name: str = "twotower_item_tower"
+    ui_url: Optional[str] = None
+
+    def client(self):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return mlflow.MlflowClient(self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+
+    def tower_model_names(self) -> dict[str, str]:
+        return {"user_tower": self.user_tower_model_name, "item_tower": self.item_tower_model_name}
+
+    def set_alias(self, version: str, alias: str) -> None:
+        """Point ``alias`` (e.g. 'champion') of both registered towers at ``version``'s model versions."""
+        client = self.client()
+        for name in self.tower_model_names().values():
+            for found in client.search_model_versions(f"name = '{name}' and tag.`twotower.version` = '{version}'"):
+                client.set_registered_model_alias(name, alias, found.version)
+
+    def run_link(self, run_id: str) -> str:
+        base = (self.ui_url or "http://127.0.0.1:5000").rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+
+
+class ModelStore(dg.ConfigurableResource):
+    """Where a version's files (weights, feature spec, ONNX towers) are kept."""
+
+    base_path: str
+
+    def version_dir(self, version: str) -> Path:
+        path = Path(self.base_path) / version
+        path.mkdir(parents=True, exist_ok=True)
+        return path

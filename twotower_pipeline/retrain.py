@@ -1,0 +1,69 @@
+"""Runs the weekly retrain job in this process, exactly as the schedule does, and reads back
+what happened: per-asset timings, failed checks with their reasons, the active version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from twotower_pipeline.jobs import all_shards_tags
+from twotower_pipeline.settings import Settings
+
+
+@dataclass
+class RetrainOutcome:
+    run_id: str
+    success: bool
+    step_seconds: dict[str, float]
+    failed_checks: list[str] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.failed_checks + self.failed_steps
+
+
+def ensure_dagster_home(settings: Settings) -> None:
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+
+
+def run_weekly_retrain(settings: Settings, run_config: dict | None = None) -> RetrainOutcome:
+    from twotower_pipeline.definitions import build_definitions
+
+    ensure_dagster_home(settings)
+    instance = dg.DagsterInstance.get()
+    job = build_definitions(settings).resolve_job_def("weekly_retrain")
+    config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, **(run_config or {})}
+    result = job.execute_in_process(instance=instance, tags=all_shards_tags(), run_config=config, raise_on_error=False)
+    failed_checks = [
+        f"{evaluation.asset_key.to_user_string()} check '{evaluation.check_name}' failed: {evaluation.description}"
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    ]
+    failed_steps = [
+        f"step {event.step_key} failed: {_failure_message(event)}"
+        for event in result.get_step_failure_events()
+        if not (failed_checks and "blocking asset check" in _failure_message(event))
+    ]
+    steps = {
+        stats.step_key: (stats.end_time or stats.start_time or 0) - (stats.start_time or 0)
+        for stats in instance.get_run_step_stats(result.run_id)
+    }
+    return RetrainOutcome(result.run_id, result.success, steps, failed_checks, failed_steps)
+
+
+def _failure_message(event: dg.DagsterEvent) -> str:
+    data = event.step_failure_data
+    if data is None or data.error is None:
+        return "unknown error"
+    # A dagster.Failure carries the readable reason in its description.
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    error = data.error
+    while error.cause is not None:  # the innermost cause is the user's error, not Dagster's wrapper
+        error = error.cause
+    return error.message.strip()

@@ -1,0 +1,124 @@
+"""The `twotower` command as a user runs it, in fresh state folders."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from twotower_pipeline import db
+from twotower_pipeline.demo_data import (
+    generate_demo_data,
+    load_demo_data,
+    tiny_demo_size,
+)
+
+TWOTOWER = str(Path(sys.executable).with_name("twotower"))
+
+
+def _env(home: Path, database_url: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TWOTOWER_DATABASE_URL", "MLFLOW_TRACKING_URI", "DAGSTER_HOME")}
+    env["TWOTOWER_HOME"] = str(home)
+    if database_url:
+        env["TWOTOWER_DATABASE_URL"] = database_url
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TWOTOWER, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_db_url_starts_the_embedded_database_and_db_stop_stops_it(tmp_path):
+    env = _env(tmp_path / "state")
+    first = _run(["db", "url"], env)
+    assert first.returncode == 0, first.stderr
+    url = first.stdout.strip()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert _run(["db", "url"], env).stdout.strip() == url  # left running, same address
+    stopped = _run(["db", "stop"], env)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=3)
+
+
+def test_db_migrate_applies_the_migrations_to_the_configured_database_once(tmp_path, empty_database_url):
+    env = _env(tmp_path / "state", empty_database_url)
+    first = _run(["db", "migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "applied 20250902000000_app_schema" in first.stdout
+    again = _run(["db", "migrate"], env)
+    assert again.stdout.strip() == "schema is up to date"
+    assert not (tmp_path / "state" / "postgres").exists()  # a configured database needs no embedded one
+
+
+def test_retrain_exits_non_zero_with_the_failed_rule_when_a_blocking_check_fails(tmp_path, database_url):
+    with db.connect(database_url) as conn:
+        load_demo_data(conn, generate_demo_data(tiny_demo_size(), datetime.now(UTC)))
+        conn.execute("update public.likes set user_id = null where random() < 0.5")
+        conn.commit()
+    result = _run(["retrain"], _env(tmp_path / "state", database_url))
+    assert result.returncode == 1
+    assert "retrain stopped" in result.stdout
+    assert "user_id is present" in result.stdout and "data_quality" in result.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from public.embedding_model_versions").fetchone()[0] == 0
+
+
+def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
+    env = _env(tmp_path / "state")
+    try:
+        result = _run(["demo", "--videos", "800", "--users", "80", "--likes", "4000", "--seed", "3"], env)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        out = result.stdout
+        assert "Active model version: tt-" in out
+        assert out.count("Top 10 for user") == 3
+        assert "recall_at_50" in out and "Time per asset" in out and "active_model_version" in out
+        assert "twotower ui" in out and "twotower mlflow-ui" in out
+        again = _run(["demo", "--videos", "800", "--users", "80", "--likes", "4000"], env)
+        assert again.returncode == 0
+        assert "using the 800 videos already in the database" in again.stdout
+    finally:
+        _run(["db", "stop"], env)
+
+
+def _wait_for(url: str, process: subprocess.Popen, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+@pytest.mark.parametrize(
+    ("command", "path"),
+    [(["ui", "--port", "{port}"], "/server_info"), (["mlflow-ui", "--port", "{port}"], "/health")],
+)
+def test_ui_commands_serve_on_loopback_and_stop_on_sigterm(tmp_path, database_url, command, path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = [part.format(port=port) for part in command]
+    process = subprocess.Popen([TWOTOWER, *args], env=_env(tmp_path / f"state-{uuid.uuid4().hex[:6]}", database_url),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _wait_for(f"http://127.0.0.1:{port}{path}", process, 120) == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, output[-2000:]

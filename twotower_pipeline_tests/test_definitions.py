@@ -1,0 +1,79 @@
+"""The code location loads, and the asset graph has the product's shape."""
+
+import dagster as dg
+
+from twotower_pipeline.definitions import build_definitions
+from twotower_pipeline.jobs import all_shards_tags, weekly_retrain_schedule
+from twotower_pipeline.settings import Settings
+
+EXPECTED_DEPENDENCIES = {
+    "videos": set(),
+    "raw_likes": set(),
+    "training_data": {"videos", "raw_likes"},
+    "two_tower_model": {"training_data"},
+    "onnx_towers": {"two_tower_model"},
+    "item_embeddings": {"onnx_towers"},
+    "user_embeddings": {"onnx_towers"},
+    "active_model_version": {"onnx_towers", "item_embeddings", "user_embeddings"},
+}
+BLOCKING_CHECKS = {
+    ("training_data", "data_quality"),
+    ("two_tower_model", "model_quality"),
+    ("onnx_towers", "onnx_parity"),
+}
+
+
+def _defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())
+
+
+def test_definitions_load_and_validate():
+    dg.Definitions.validate_loadable(_defs())
+
+
+def test_asset_graph_is_the_lineage_of_the_product():
+    graph = _defs().resolve_asset_graph()
+    dependencies = {
+        key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert dependencies == EXPECTED_DEPENDENCIES
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and node.owners and node.group_name, key
+
+
+def test_every_hand_off_is_guarded_by_a_blocking_check():
+    graph = _defs().resolve_asset_graph()
+    specs = [graph.get_check_spec(key) for key in graph.asset_check_keys]
+    checks = {(spec.asset_key.to_user_string(), spec.name): spec.blocking for spec in specs}
+    assert BLOCKING_CHECKS <= {k for k, blocking in checks.items() if blocking}
+
+
+def test_item_embeddings_are_partitioned_by_catalogue_shard_and_backfilled_in_one_run():
+    node = _defs().resolve_asset_graph().get(dg.AssetKey("item_embeddings"))
+    assert node.partitions_def.get_partition_keys() == list("0123456789abcdef")
+    assert node.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_weekly_schedule_runs_by_default_on_monday_0300_utc_over_every_shard():
+    schedule = _defs().resolve_schedule_def("weekly_retrain_schedule")
+    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "weekly_retrain"
+    request = weekly_retrain_schedule(dg.build_schedule_context())
+    assert request.tags == all_shards_tags()
+    assert request.partition_key_range == dg.PartitionKeyRange("0", "f")
+
+
+def test_weekly_job_covers_the_whole_graph():
+    job = _defs().resolve_job_def("weekly_retrain")
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == set(EXPECTED_DEPENDENCIES)
+
+
+def test_secrets_come_from_the_environment_not_from_code(monkeypatch):
+    monkeypatch.setenv("TWOTOWER_DATABASE_URL", "postgresql://app:s3cret@db.example:5432/postgres")
+    resources = build_definitions(Settings.from_env()).resources
+    assert isinstance(resources["app_db"].url, dg.EnvVar)
+    assert resources["app_db"].url.env_var_name == "TWOTOWER_DATABASE_URL"

@@ -1,0 +1,125 @@
+"""The whole asset graph on real components (PostgreSQL + pgvector, TensorFlow, ONNX Runtime,
+MLflow store, Dagster instance), materialised in-process on small demo data."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+import mlflow
+from twotower_pipeline import db
+from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.retrain import RetrainOutcome, run_weekly_retrain
+from twotower_pipeline.settings import Settings
+
+LINEAGE = ["videos", "raw_likes", "training_data", "two_tower_model", "onnx_towers",
+           "item_embeddings", "user_embeddings", "active_model_version"]
+SMALL = DemoSize(videos=1_500, users=120, likes=8_000, seed=11)
+QUICK_TRAINING = {"ops": {"two_tower_model": {"config": {"epochs": 6, "batch_size": 256}}}}
+
+
+class PipelineState:
+    def __init__(self, settings: Settings, url: str, outcome: RetrainOutcome) -> None:
+        self.settings, self.url, self.first = settings, url, outcome
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, postgres_server) -> PipelineState:
+    """One retrain on fresh demo data, shared by the tests of this module."""
+    home = tmp_path_factory.mktemp("home")
+    url = _new_database(postgres_server)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TWOTOWER_HOME", str(home))
+        env.setenv("TWOTOWER_DATABASE_URL", url)
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        env.delenv("DAGSTER_HOME", raising=False)
+        settings = Settings.from_env()
+        settings.export_defaults()
+        with db.connect(url) as conn:
+            load_demo_data(conn, generate_demo_data(SMALL, datetime.now(UTC)))
+        outcome = run_weekly_retrain(settings, QUICK_TRAINING)
+        yield PipelineState(settings, url, outcome)
+
+
+def _new_database(postgres_server) -> str:
+    import uuid
+
+    import psycopg
+
+    name = f"p_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f"create database {name} template twotower_template")
+    return postgres_server.url().rpartition("/")[0] + "/" + name
+
+
+def test_the_weekly_retrain_materialises_every_asset_and_passes_every_check(published):
+    outcome = published.first
+    assert outcome.success, outcome.reasons
+    instance = dg.DagsterInstance.get()
+    for key in LINEAGE:
+        assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION, asset_key=dg.AssetKey("item_embeddings"))
+    )
+    assert {r.partition_key for r in records} == set("0123456789abcdef")
+    assert set(outcome.step_seconds) >= set(LINEAGE)
+
+
+def test_the_new_version_is_active_with_a_vector_for_every_video_and_user(published):
+    with db.connect(published.url) as conn:
+        version, metrics, status = conn.execute(
+            "select version, metrics, status from public.embedding_model_versions "
+            "where is_active and model_type = 'user_tower'").fetchone()
+        counts = conn.execute(
+            "select (select count(*) from public.videos), "
+            "(select count(*) from public.two_tower_item_embeddings where model_version = %s), "
+            "(select count(distinct user_id) from public.likes), "
+            "(select count(*) from public.two_tower_user_embeddings where model_version = %s)",
+            (version, version)).fetchone()
+        user = conn.execute("select user_id from public.likes limit 1").fetchone()[0]
+        rows = conn.execute("select video_id, model_version from public.recommend_videos(%s, 10)", (user,)).fetchall()
+    assert status == "active"
+    assert counts[0] == counts[1] == SMALL.videos
+    assert counts[2] == counts[3] == SMALL.users
+    assert metrics["recall_at_50"] > 0
+    assert len(rows) == 10 and {r[1] for r in rows} == {version}
+
+
+def test_the_model_beats_popularity_and_mlflow_holds_the_run_and_both_towers(published):
+    with db.connect(published.url) as conn:
+        version, run_id = conn.execute(
+            "select version, mlflow_run_id from public.embedding_model_versions where is_active limit 1").fetchone()
+    client = mlflow.MlflowClient(published.settings.mlflow_tracking_uri)
+    run = client.get_run(run_id)
+    assert run.data.metrics["recall_at_50"] > run.data.metrics["popularity_recall_at_50"]
+    assert run.data.params["logq_correction"] == "True"
+    losses = client.get_metric_history(run_id, "epoch_loss")
+    assert len(losses) >= 2 and losses[-1].value < losses[0].value
+    for name in ("twotower_user_tower", "twotower_item_tower"):
+        champion = client.get_model_version_by_alias(name, "champion")
+        candidate = client.get_model_version_by_alias(name, "candidate")
+        assert champion.tags["twotower.version"] == version
+        assert champion.run_id == run_id
+        assert candidate.version == champion.version  # the newest trained one is the active one
+
+
+def test_a_blocking_data_check_stops_the_line_and_leaves_the_active_model_alone(published, tmp_path: Path):
+    with db.connect(published.url) as conn:
+        before = conn.execute("select version from public.embedding_model_versions where is_active limit 1").fetchone()
+        vectors_before = conn.execute("select count(*) from public.two_tower_item_embeddings").fetchone()[0]
+        # A broken sync: half of the likes now point at videos the catalogue does not have.
+        conn.execute("insert into public.likes (user_id, video_id, created_at) "
+                     "select user_id, gen_random_uuid(), created_at from public.likes")
+    try:
+        outcome = run_weekly_retrain(published.settings, QUICK_TRAINING)
+        with db.connect(published.url) as conn:
+            after = conn.execute("select version from public.embedding_model_versions where is_active limit 1").fetchone()
+            vectors_after = conn.execute("select count(*) from public.two_tower_item_embeddings").fetchone()[0]
+    finally:
+        with db.connect(published.url) as conn:
+            conn.execute("delete from public.likes where video_id not in (select id from public.videos)")
+    assert not outcome.success
+    assert any("data_quality" in r and "video_id is a video of the catalogue" in r for r in outcome.reasons)
+    assert "two_tower_model" not in outcome.step_seconds
+    assert after == before and vectors_after == vectors_before
