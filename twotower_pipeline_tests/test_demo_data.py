@@ -1,0 +1,263 @@
+"""Demo data: reproducible, the app's shape, structure a recommender can learn, and a loader
+that never touches tables other than the six it fills."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from twotower_pipeline.demo_data import (
+    DEMO_TABLES,
+    LIKE_WINDOW,
+    DemoData,
+    DemoDataError,
+    DemoSize,
+    generate_demo_data,
+    load_demo_data,
+    tiny_demo_size,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# Big enough per user for statistics to be stable, small enough to generate in about a second.
+STATS_SIZE = DemoSize(videos=5_000, users=300, likes=15_000, seed=11)
+
+APP_COLUMNS = {
+    "videos": ["id", "title", "description", "genre", "maker", "price", "duration_seconds", "created_at"],
+    "tags": ["id", "name"],
+    "video_tags": ["video_id", "tag_id"],
+    "performers": ["id", "name"],
+    "video_performers": ["video_id", "performer_id"],
+    "likes": ["id", "user_id", "video_id", "created_at"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DemoData:
+    return generate_demo_data(tiny_demo_size(), NOW)
+
+
+@pytest.fixture(scope="module")
+def stats() -> DemoData:
+    return generate_demo_data(STATS_SIZE, NOW)
+
+
+def _likes_with_genre(data: DemoData) -> pd.DataFrame:
+    genres = data.videos[["id", "genre"]].rename(columns={"id": "video_id"})
+    return data.likes.merge(genres, on="video_id", validate="many_to_one")
+
+
+def _mean_top3_genre_share(likes: pd.DataFrame) -> float:
+    per_genre = likes.groupby(["user_id", "genre"]).size()
+    top3 = per_genre.groupby(level=0, group_keys=False).nlargest(3).groupby(level=0).sum()
+    return float((top3 / per_genre.groupby(level=0).sum()).mean())
+
+
+def _mean_genre_shift(likes: pd.DataFrame, min_likes: int = 5) -> float:
+    """Mean total-variation distance between each user's genre mix in the first and last month."""
+    start = pd.Timestamp(NOW - LIKE_WINDOW)
+    first = likes[likes.created_at < start + pd.Timedelta(days=30)]
+    last = likes[likes.created_at >= pd.Timestamp(NOW) - pd.Timedelta(days=30)]
+    a = first.groupby(["user_id", "genre"]).size().unstack(fill_value=0)
+    b = last.groupby(["user_id", "genre"]).size().unstack(fill_value=0)
+    users = a.index.intersection(b.index)
+    genres = a.columns.union(b.columns)
+    a = a.reindex(index=users, columns=genres, fill_value=0)
+    b = b.reindex(index=users, columns=genres, fill_value=0)
+    enough = (a.sum(axis=1) >= min_likes) & (b.sum(axis=1) >= min_likes)
+    assert enough.sum() >= 50, "too few users active in both months to measure drift"
+    a, b = a[enough], b[enough]
+    return float((0.5 * (a.div(a.sum(axis=1), axis=0) - b.div(b.sum(axis=1), axis=0)).abs().sum(axis=1)).mean())
+
+
+# -- generation ----------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_data_and_another_seed_does_not(tiny: DemoData) -> None:
+    again = generate_demo_data(tiny_demo_size(), NOW)
+    for table in DEMO_TABLES:
+        pd.testing.assert_frame_equal(getattr(tiny, table), getattr(again, table))
+
+    other = generate_demo_data(tiny_demo_size(seed=8), NOW)
+    assert set(other.videos.id).isdisjoint(tiny.videos.id)
+    assert set(other.likes.user_id).isdisjoint(tiny.likes.user_id)
+    assert not other.videos.title.equals(tiny.videos.title)
+
+
+def test_frames_have_the_app_columns_exact_sizes_and_valid_ids(tiny: DemoData) -> None:
+    size = tiny_demo_size()
+    for table, columns in APP_COLUMNS.items():
+        assert list(getattr(tiny, table).columns) == columns, table
+    assert tiny.counts()["videos"] == size.videos
+    assert tiny.counts()["likes"] == size.likes
+    assert tiny.likes.user_id.nunique() == size.users
+    for frame in (tiny.videos, tiny.tags, tiny.performers, tiny.likes):
+        assert frame.id.is_unique
+        assert all(uuid.UUID(value).version == 4 for value in frame.id)
+    assert tiny.tags.name.is_unique and tiny.performers.name.is_unique
+    assert len(tiny.tags) >= 20 and len(tiny.performers) >= 10
+
+    assert set(tiny.video_tags.tag_id) <= set(tiny.tags.id)
+    assert set(tiny.video_performers.performer_id) <= set(tiny.performers.id)
+    assert not tiny.video_tags.duplicated().any() and not tiny.video_performers.duplicated().any()
+    tags_per_video = tiny.video_tags.groupby("video_id").size().reindex(tiny.videos.id, fill_value=0)
+    performers_per_video = tiny.video_performers.groupby("video_id").size().reindex(tiny.videos.id, fill_value=0)
+    assert tags_per_video.between(3, 8).all()
+    assert performers_per_video.between(1, 3).all()
+
+    videos = tiny.videos
+    assert videos.price.between(400, 6000).all() and videos.price.nunique() > 10
+    assert videos.duration_seconds.between(600, 3 * 3600).all()
+    assert videos.created_at.dt.tz is not None
+    assert videos.created_at.between(pd.Timestamp(NOW - timedelta(days=3 * 366)), pd.Timestamp(NOW)).all()
+    assert 15 <= videos.genre.nunique() <= 30
+
+
+def test_every_user_has_at_least_five_likes_and_none_dominates(stats: DemoData) -> None:
+    per_user = stats.likes.groupby("user_id").size()
+    assert len(per_user) == STATS_SIZE.users
+    assert per_user.sum() == STATS_SIZE.likes
+    assert per_user.min() >= 5
+    assert per_user.max() <= 0.05 * STATS_SIZE.likes
+    assert per_user.max() >= 5 * per_user.median(), "activity should be heavy-tailed"
+
+
+def test_likes_are_unique_inside_the_window_and_after_their_video(stats: DemoData) -> None:
+    likes = stats.likes
+    assert not likes.duplicated(["user_id", "video_id"]).any()
+    assert likes.created_at.min() >= pd.Timestamp(NOW - LIKE_WINDOW)
+    assert likes.created_at.max() <= pd.Timestamp(NOW)
+    created = stats.videos.set_index("id").created_at
+    assert likes.video_id.isin(created.index).all()
+    assert (likes.created_at.to_numpy() > created.loc[likes.video_id].to_numpy()).all()
+
+
+def test_users_like_a_few_genres_and_their_history_predicts_their_next_likes(stats: DemoData) -> None:
+    likes = _likes_with_genre(stats)
+    shuffled = likes.assign(genre=np.random.default_rng(0).permutation(likes.genre.to_numpy()))
+    concentration = _mean_top3_genre_share(likes)
+    assert 0.6 <= concentration <= 0.9, "strong but noisy taste"
+    assert concentration >= _mean_top3_genre_share(shuffled) + 0.15
+
+    cut = pd.Timestamp(NOW) - pd.Timedelta(days=30)
+    history, future = likes[likes.created_at < cut], likes[likes.created_at >= cut]
+    per_genre = history.groupby(["user_id", "genre"]).size()
+    favourites = set(per_genre.groupby(level=0, group_keys=False).nlargest(3).index)
+    own_hit = np.mean([(u, g) in favourites for u, g in zip(future.user_id, future.genre)])
+    popular_hit = future.genre.isin(history.genre.value_counts().index[:3]).mean()
+    assert own_hit >= popular_hit + 0.1
+
+
+def test_popular_videos_get_a_bounded_share_of_likes(stats: DemoData) -> None:
+    per_video = stats.likes.video_id.value_counts()
+    top_share = per_video.iloc[: len(stats.videos) // 100].sum() / len(stats.likes)
+    assert 0.05 <= top_share <= 0.25
+    assert per_video.iloc[0] / len(stats.likes) < 0.02
+    assert (per_video.reindex(stats.videos.id, fill_value=0) == 0).mean() > 0.1, "a long tail nobody liked"
+
+
+def test_tastes_drift_between_the_first_and_last_month(stats: DemoData) -> None:
+    likes = _likes_with_genre(stats)
+    # Baseline: the same likes with times shuffled within each user, so only noise differs.
+    rng = np.random.default_rng(0)
+    order = np.lexsort((rng.random(len(likes)), likes.user_id.to_numpy()))
+    by_user = likes.iloc[np.argsort(likes.user_id.to_numpy(), kind="stable")].reset_index(drop=True)
+    no_drift = by_user.assign(created_at=likes.created_at.iloc[order].to_numpy())
+    assert _mean_genre_shift(likes) >= _mean_genre_shift(no_drift) + 0.1
+
+
+def test_titles_carry_genre_signal_with_noise(stats: DemoData) -> None:
+    videos = stats.videos
+    words = videos.assign(word=videos.title.str.lower().str.split(r"[^a-z']+", regex=True)).explode("word")
+    words = words[words.word.str.len() > 2]
+    # Learn each word's most frequent genre on half the catalogue, guess the other half's.
+    learn = words.id.isin(videos.id.iloc[::2])
+    word_genre = words[learn].groupby(["word", "genre"]).size().groupby(level=0).idxmax().str[1]
+    held_out = words[~learn].assign(guess=lambda w: w.word.map(word_genre)).dropna(subset=["guess"])
+    guessed = held_out.groupby("id").guess.agg(lambda g: g.value_counts().index[0])
+    accuracy = (guessed == videos.set_index("id").genre.loc[guessed.index]).mean()
+    assert 0.3 <= accuracy <= 0.97
+
+
+def test_unworkable_sizes_and_naive_now_are_refused() -> None:
+    with pytest.raises(DemoDataError, match="at least 5 likes"):
+        generate_demo_data(DemoSize(videos=600, users=100, likes=400), NOW)
+    with pytest.raises(DemoDataError, match="timezone-aware"):
+        generate_demo_data(tiny_demo_size(), NOW.replace(tzinfo=None))
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def _counts(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        return {t: conn.execute(f"select count(*) from public.{t}").fetchone()[0] for t in DEMO_TABLES}
+
+
+def test_load_round_trips_rows_and_text(database_url: str, tiny: DemoData) -> None:
+    with psycopg.connect(database_url) as conn:
+        returned = load_demo_data(conn, tiny)
+    assert returned == tiny.counts()
+    assert _counts(database_url) == tiny.counts()
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select id::text, title, description, genre, maker, price::float8, duration_seconds, created_at "
+            "from public.videos"
+        ).fetchall()
+        liked = conn.execute("select id::text, user_id::text, video_id::text, created_at from public.likes").fetchall()
+    stored = pd.DataFrame(rows, columns=APP_COLUMNS["videos"]).set_index("id").loc[tiny.videos.id]
+    expected = tiny.videos.set_index("id")
+    assert (stored.description == expected.description).all()  # newlines, quotes, commas intact
+    assert expected.description.str.contains("\n").all() and expected.description.str.contains('"').all()
+    for column in ("title", "genre", "maker", "price", "duration_seconds"):
+        assert (stored[column] == expected[column]).all(), column
+    assert (pd.to_datetime(stored.created_at, utc=True) == expected.created_at).all()
+    stored_likes = pd.DataFrame(liked, columns=APP_COLUMNS["likes"]).set_index("id").loc[tiny.likes.id]
+    assert (stored_likes.user_id == tiny.likes.user_id.to_numpy()).all()
+    assert (pd.to_datetime(stored_likes.created_at, utc=True) == tiny.likes.created_at.to_numpy()).all()
+
+
+def test_load_refuses_tables_with_rows_and_changes_nothing(database_url: str, tiny: DemoData) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("insert into public.tags (name) values ('already here')")
+    with psycopg.connect(database_url) as conn, pytest.raises(DemoDataError) as refused:
+        load_demo_data(conn, tiny)
+    message = str(refused.value)
+    assert "tags has 1 row" in message and "--reset" in message
+    assert _counts(database_url) == {t: (1 if t == "tags" else 0) for t in DEMO_TABLES}
+
+
+def test_replace_empties_only_the_demo_tables(database_url: str, tiny: DemoData) -> None:
+    kept_user = uuid.uuid4()
+    with psycopg.connect(database_url) as conn:
+        load_demo_data(conn, tiny)
+        conn.execute("insert into public.user_embeddings (user_id, embedding) values (%s, null)", (kept_user,))
+    other = generate_demo_data(tiny_demo_size(seed=8), NOW)
+
+    with psycopg.connect(database_url) as conn:
+        assert load_demo_data(conn, other, replace=True) == other.counts()
+
+    assert _counts(database_url) == other.counts()
+    with psycopg.connect(database_url) as conn:
+        video_ids = {r[0] for r in conn.execute("select id::text from public.videos")}
+        embeddings = conn.execute("select user_id from public.user_embeddings").fetchall()
+    assert video_ids == set(other.videos.id)
+    assert embeddings == [(kept_user,)]
+
+
+def test_replace_refuses_to_delete_the_apps_video_embeddings(database_url: str, tiny: DemoData) -> None:
+    with psycopg.connect(database_url) as conn:
+        load_demo_data(conn, tiny)
+        conn.execute(
+            "insert into public.video_embeddings (video_id, embedding) values (%s, null)", (tiny.videos.id[0],)
+        )
+    with psycopg.connect(database_url) as conn, pytest.raises(DemoDataError, match="video_embeddings"):
+        load_demo_data(conn, generate_demo_data(tiny_demo_size(seed=8), NOW), replace=True)
+    assert _counts(database_url) == tiny.counts()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("select count(*) from public.video_embeddings").fetchone()[0] == 1
