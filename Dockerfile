@@ -1,0 +1,19 @@
+# The pipeline image: the code location, the `twotower` CLI, the Dagster webserver and daemon.
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    DAGSTER_HOME=/opt/dagster/home \
+    TWOTOWER_HOME=/var/lib/twotower \
+    TWOTOWER_MIGRATIONS_DIR=/opt/dagster/app/supabase/migrations
+
+WORKDIR /opt/dagster/app
+RUN pip install --no-cache-dir uv==0.13.9
+COPY pyproject.toml README.md ./
+COPY twotower_pipeline ./twotower_pipeline
+RUN uv pip install --system --compile-bytecode --no-cache .
+COPY supabase ./supabase
+COPY deploy ./deploy
+RUN mkdir -p "$DAGSTER_HOME" "$TWOTOWER_HOME" && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+
+EXPOSE 3000 4000
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "twotower_pipeline.definitions"]
