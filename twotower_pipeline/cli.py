@@ -168,9 +168,12 @@ def _print_summary(settings: Settings, users: int) -> None:
             return
         version, metrics, activated_at = active
         click.secho(f"Active model version: {version} (activated {activated_at:%Y-%m-%d %H:%M:%S %Z})", bold=True)
+        click.echo(f"  {'metric':<16} {'model':>8} {'popularity':>11}")
         for name in ("recall_at_50", "ndcg_at_10", "precision_at_10", "coverage_at_10"):
             if name in metrics:
-                click.echo(f"  {name:<16} {metrics[name]:.4f}")
+                baseline = metrics.get(f"popularity_{name}")
+                shown = f"{baseline:11.4f}" if baseline is not None else f"{'-':>11}"
+                click.echo(f"  {name:<16} {metrics[name]:8.4f} {shown}")
         vectors = conn.execute(
             "select (select count(*) from public.two_tower_item_embeddings where model_version = %s), "
             "(select count(*) from public.two_tower_user_embeddings where model_version = %s)",

@@ -59,9 +59,7 @@ def test_the_weekly_retrain_materialises_every_asset_and_passes_every_check(publ
     instance = dg.DagsterInstance.get()
     for key in LINEAGE:
         assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(dg.DagsterEventType.ASSET_MATERIALIZATION, asset_key=dg.AssetKey("item_embeddings"))
-    )
+    records = instance.fetch_materializations(dg.AssetKey("item_embeddings"), limit=100).records
     assert {r.partition_key for r in records} == set("0123456789abcdef")
     assert set(outcome.step_seconds) >= set(LINEAGE)
 

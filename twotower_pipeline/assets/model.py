@@ -282,7 +282,10 @@ def onnx_towers(
                  vector_store.TowerRecord("item_tower", str(item.path), registered["item_tower"])],
                 feature_spec_path=str(directory / "feature_spec.json"),
                 mlflow_run_id=two_tower_model.mlflow_run_id,
-                metrics=two_tower_model.metrics,
+                metrics={**two_tower_model.metrics, **{
+                    f"{baseline}_{name}": value
+                    for baseline, values in two_tower_model.baselines.items() for name, value in values.items()
+                }},
             )
             vector_store.create_version_partitions(conn, two_tower_model.version)
 

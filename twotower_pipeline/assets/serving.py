@@ -99,6 +99,11 @@ def user_embeddings(
     description="The model version the app serves. Builds the new version's HNSW index, checks that "
     "every video and active user has a sound vector, then switches both towers in one transaction; "
     "keeps the newest versions' vectors for rollback.",
+    check_specs=[dg.AssetCheckSpec(
+        "vectors_complete", asset="active_model_version",
+        description="Every catalogue video and every user with likes in the window has a unit-length "
+        "vector of the new version; otherwise the switch is refused.",
+    )],
 )
 def active_model_version(
     context: dg.AssetExecutionContext,
@@ -107,7 +112,7 @@ def active_model_version(
     user_embeddings: UserEmbeddings,
     app_db: AppDatabase,
     mlflow_tracking: MlflowTracking,
-) -> dg.MaterializeResult:
+):
     version = onnx_towers.version
     if user_embeddings.version != version:
         raise dg.Failure(
@@ -121,11 +126,27 @@ def active_model_version(
         vector_store.build_item_index(conn, version, config.hnsw_m, config.hnsw_ef_construction)
         report = vector_store.check_completeness(conn, version, likes_since)
     # Videos added or users who liked since the embeddings were written are embedded now.
-    model = _serving_model(onnx_towers)
-    if report.missing_videos_by_shard:
-        embed_item_shards(url, model, sorted(report.missing_videos_by_shard), datetime.now(UTC))
-    if report.missing_users:
-        embed_users(url, model, config.window_days, datetime.now(UTC))
+    if report.missing_videos_by_shard or report.missing_users:
+        model = _serving_model(onnx_towers)
+        if report.missing_videos_by_shard:
+            embed_item_shards(url, model, sorted(report.missing_videos_by_shard), datetime.now(UTC))
+        if report.missing_users:
+            embed_users(url, model, config.window_days, datetime.now(UTC))
+        with app_db.connect() as conn:
+            report = vector_store.check_completeness(conn, version, likes_since)
+    yield dg.AssetCheckResult(
+        check_name="vectors_complete",
+        passed=not report.problems,
+        description="; ".join(report.problems) or "every video and active user has a vector",
+        metadata={
+            "catalogue_videos": dg.MetadataValue.int(report.catalogue_videos),
+            "item_vectors": dg.MetadataValue.int(report.item_vectors),
+            "missing_videos_by_shard": dg.MetadataValue.json(report.missing_videos_by_shard),
+            "active_users": dg.MetadataValue.int(report.active_users),
+            "user_vectors": dg.MetadataValue.int(report.user_vectors),
+            "vectors_not_unit_length": dg.MetadataValue.int(report.bad_item_vectors + report.bad_user_vectors),
+        },
+    )
     with app_db.connect() as conn:
         try:
             previous = vector_store.activate_version(conn, version, likes_since)
@@ -143,4 +164,4 @@ def active_model_version(
         "dropped_versions": dg.MetadataValue.json(dropped),
     }
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)

@@ -258,6 +258,7 @@ def train_two_tower(
         if len(validation_examples) >= 2 else None,
         epochs=config.epochs,
         callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, with the configured seed
         verbose=0,
     )
     train_seconds = time.perf_counter() - started
