@@ -8,8 +8,13 @@ the user has not liked yet; and tastes drift during the six months of likes, so 
 time-based split is harder than a random one. Text (title, description) is built from word
 pools tied to genre and tags, with noise words, so text features carry signal too.
 
+About 80% of users also have a ``profiles`` row (age range, region), derived from their
+hidden start taste plus noise, so demographics carry real but modest signal: age ranges lean
+towards different genres, and each region's users lean a little towards a few "local" makers.
+
 Everything is drawn from one seeded numpy Generator per part, so the same ``DemoSize`` and
-``now`` give identical frames, ids included.
+``now`` give identical frames, ids included. Profiles have a Generator of their own (the
+fifth child of the seed), so adding them left every other frame exactly as it was.
 """
 
 from __future__ import annotations
@@ -124,6 +129,32 @@ _PRICE_TIER_MEDIAN_YEN = np.array([880.0, 1980.0, 3980.0])
 _PRICE_TIER_SHARE = np.array([0.3, 0.5, 0.2])
 _REFERENCE_PRICE_YEN = 1980.0
 
+PROFILE_SHARE = 0.8
+"""Share of users with a profiles row; the rest never filled one in."""
+PROFILE_MISSING_SHARE = 0.05
+"""Share of profile rows with age_range and/or region left NULL."""
+AGE_RANGES: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55+")
+_AGE_RANGE_SHARE = np.array([0.16, 0.26, 0.24, 0.19, 0.15])
+AGE_TASTE_CORRELATION = 0.6
+"""Correlation between the age score (which picks the age range) and the user's taste along
+the genres' age lean; the rest is noise, so age predicts taste only somewhat."""
+# How much older (+) or younger (-) each genre's audience is; the age axis in taste space is
+# the lean-weighted sum of the genre vectors. Genres not listed lean neither way.
+_GENRE_AGE_LEAN: dict[str, float] = {
+    "Drama": 0.8, "Romance": -0.5, "Thriller": 0.3, "Anime": -1.0, "Documentary": 0.9,
+    "Horror": -0.5, "Cooking": 0.5, "Music": -0.3, "Mystery": 0.5, "Science Fiction": -0.2,
+    "Travel": 0.7, "Fantasy": -0.6, "Crime": 0.4, "Sports": 0.2, "Nature": 0.8, "Family": 0.6,
+    "History": 1.0, "Gaming": -1.0, "Dance": -0.7, "Fashion": -0.8, "Education": -0.4,
+}
+# Roughly by population, tilted a little towards the big metropolitan areas (streaming users
+# are), so Kanto and then Kansai are the biggest.
+REGIONS: tuple[str, ...] = ("Hokkaido", "Tohoku", "Kanto", "Chubu", "Kansai", "Chugoku", "Shikoku", "Kyushu")
+_REGION_SHARE = np.array([0.05, 0.06, 0.36, 0.13, 0.20, 0.06, 0.04, 0.10])
+REGION_LOCAL_MAKERS = 2
+"""Makers based in each region; users whose taste leans towards them are likelier to live there."""
+REGION_TASTE_PULL = 0.5
+"""Log-odds added to a region per standard deviation of the user's affinity to its makers (mild)."""
+
 _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "videos": ("id", "title", "description", "genre", "maker", "price", "duration_seconds", "created_at"),
     "tags": ("id", "name"),
@@ -131,6 +162,7 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "performers": ("id", "name"),
     "video_performers": ("video_id", "performer_id"),
     "likes": ("id", "user_id", "video_id", "created_at"),
+    "profiles": ("id", "age_range", "region", "created_at"),
 }
 DEMO_TABLES: tuple[str, ...] = tuple(_TABLE_COLUMNS)
 """The app tables the demo data fills, in load order (parents before children)."""
@@ -165,6 +197,7 @@ class DemoData:
     performers: pd.DataFrame
     video_performers: pd.DataFrame
     likes: pd.DataFrame
+    profiles: pd.DataFrame  # id is the user's id (likes.user_id); ~20% of users have none
 
     def counts(self) -> dict[str, int]:
         return {table: len(getattr(self, table)) for table in DEMO_TABLES}
@@ -179,13 +212,16 @@ def generate_demo_data(size: DemoSize, now: datetime) -> DemoData:
     if now.tzinfo is None or now.utcoffset() is None:
         raise DemoDataError("now must be timezone-aware (e.g. datetime.now(timezone.utc))")
     now_s = int(now.astimezone(UTC).timestamp())
-    catalogue_rng, users_rng, likes_rng, ids_rng = (
-        np.random.default_rng(seq) for seq in np.random.SeedSequence(size.seed).spawn(4)
+    # The first four children are the same as spawn(4)'s, which is all there was before
+    # profiles: they draw from the fifth, so the other frames did not change.
+    catalogue_rng, users_rng, likes_rng, ids_rng, profiles_rng = (
+        np.random.default_rng(seq) for seq in np.random.SeedSequence(size.seed).spawn(5)
     )
     catalogue = _Catalogue.draw(catalogue_rng, size, now_s)
     users = _Users.draw(users_rng, size, catalogue)
     like_user, like_video, like_s = _draw_likes(likes_rng, size, catalogue, users, now_s)
-    return _frames(ids_rng, size, catalogue, like_user, like_video, like_s)
+    profiles = _Profiles.draw(profiles_rng, size, catalogue, users, like_user, like_s, now_s)
+    return _frames(ids_rng, size, catalogue, like_user, like_video, like_s, profiles)
 
 
 def _check_size(size: DemoSize) -> None:
@@ -755,6 +791,79 @@ def _last_at_most(cum: np.ndarray, row: np.ndarray, target: np.ndarray, end: np.
     return low
 
 
+@dataclass
+class _Profiles:
+    """Who filled in a profile, and what they entered (-1 where they left a field empty)."""
+
+    user: np.ndarray  # user index of each profile row, in created_at order
+    age_range: np.ndarray  # index into AGE_RANGES, or -1
+    region: np.ndarray  # index into REGIONS, or -1
+    created_s: np.ndarray
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        size: DemoSize,
+        catalogue: _Catalogue,
+        users: _Users,
+        like_user: np.ndarray,
+        like_s: np.ndarray,
+        now_s: int,
+    ) -> _Profiles:
+        """Age from the taste's projection on the genres' age axis plus noise; region ∝ its
+        population share, tilted towards users who like its local makers."""
+        n = size.users
+        taste = users.start_taste
+
+        # Age: rank users by a noisy age score and cut the ranking at the age ranges' shares.
+        lean = np.array([_GENRE_AGE_LEAN.get(g[0], 0.0) for g in _GENRES])
+        along_age = _standardised(taste @ (lean @ catalogue.genre_vectors))
+        score = AGE_TASTE_CORRELATION * along_age + np.sqrt(1.0 - AGE_TASTE_CORRELATION**2) * rng.normal(size=n)
+        cut = np.floor(np.cumsum(_AGE_RANGE_SHARE)[:-1] * n).astype(np.int64)
+        age_range = np.searchsorted(cut, np.argsort(np.argsort(score)), side="right")
+
+        # Region: each has a few local makers (the bigger ones more likely); a user's log-odds
+        # for a region rise with their affinity to its makers, relative to other users.
+        n_makers = len(catalogue.maker_names)
+        maker_order = _weighted_order(rng, catalogue.maker_size)
+        n_local = len(REGIONS) * REGION_LOCAL_MAKERS
+        local = maker_order[np.arange(n_local) % n_makers].reshape(len(REGIONS), REGION_LOCAL_MAKERS)
+        affinity = taste @ catalogue.maker_vectors[local].mean(axis=1).T  # users × regions
+        logit = np.log(_REGION_SHARE)[None, :] + REGION_TASTE_PULL * _standardised(affinity)
+        region = (rng.gumbel(size=(n, len(REGIONS))) + logit).argmax(axis=1)
+
+        # Who has a profile, and which rows left age range, region or both empty.
+        user = np.sort(rng.permutation(n)[: int(round(PROFILE_SHARE * n))])
+        n_rows = len(user)
+        age_range, region = age_range[user], region[user]
+        gaps = rng.permutation(n_rows)[: int(round(PROFILE_MISSING_SHARE * n_rows))]
+        gap_kind = rng.choice(3, size=len(gaps), p=[0.4, 0.4, 0.2])  # age, region, both
+        age_range[gaps[gap_kind != 1]] = -1
+        region[gaps[gap_kind != 0]] = -1
+
+        # Signed up before their first like: days to months before, never before the catalogue.
+        first_like_s = np.full(n, now_s, dtype=np.int64)
+        np.minimum.at(first_like_s, like_user, like_s)
+        lead_s = 3600 + rng.exponential(90 * 86_400, size=n_rows)
+        created_s = np.maximum(
+            first_like_s[user] - lead_s.astype(np.int64), now_s - int(CATALOGUE_SPAN.total_seconds())
+        )
+        order = np.lexsort((user, created_s))
+        return cls(user=user[order], age_range=age_range[order], region=region[order], created_s=created_s[order])
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    """Per column: zero mean, unit standard deviation (constant columns become zero)."""
+    centred = x - x.mean(axis=0)
+    return centred / np.maximum(x.std(axis=0), 1e-12)
+
+
+def _weighted_order(rng: np.random.Generator, weight: np.ndarray) -> np.ndarray:
+    """All items in a random order, heavier ones likelier first (sampling without replacement)."""
+    return np.argsort(rng.exponential(size=len(weight)) / weight, kind="stable")
+
+
 def _uuid_strings(rng: np.random.Generator, n: int) -> list[str]:
     """Random (version 4) UUIDs drawn from the seeded generator, so ids are reproducible."""
     raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
@@ -774,6 +883,7 @@ def _frames(
     like_user: np.ndarray,
     like_video: np.ndarray,
     like_s: np.ndarray,
+    profiles: _Profiles,
 ) -> DemoData:
     video_ids = np.array(_uuid_strings(rng, size.videos), dtype=object)
     tag_ids = np.array(_uuid_strings(rng, len(catalogue.tag_names)), dtype=object)
@@ -813,18 +923,31 @@ def _frames(
             {"video_id": video_ids[performer_rows], "performer_id": performer_ids[performer_items]}
         ),
         likes=likes,
+        profiles=pd.DataFrame(
+            {
+                "id": user_ids[profiles.user],
+                "age_range": _labels(AGE_RANGES, profiles.age_range),
+                "region": _labels(REGIONS, profiles.region),
+                "created_at": pd.to_datetime(profiles.created_s, unit="s", utc=True),
+            }
+        ),
     )
+
+
+def _labels(names: tuple[str, ...], index: np.ndarray) -> np.ndarray:
+    """Names for indices, None (NULL) where the index is -1."""
+    return np.array([*names, None], dtype=object)[index]
 
 
 # -- loading -------------------------------------------------------------------------------
 
 
 def load_demo_data(conn: psycopg.Connection, data: DemoData, *, replace: bool = False) -> dict[str, int]:
-    """COPY the frames into the six app tables in one transaction; return rows per table.
+    """COPY the frames into the seven app tables in one transaction; return rows per table.
 
     Tables that already hold rows are refused unless ``replace``, which empties exactly
-    these six tables first. Nothing else is written. With a transaction already open on
-    ``conn`` this runs in a savepoint and the caller commits.
+    these seven tables (profiles included) first. Nothing else is written. With a
+    transaction already open on ``conn`` this runs in a savepoint and the caller commits.
     """
     with conn.transaction():
         existing = _existing_rows(conn)
@@ -859,7 +982,7 @@ def _existing_rows(conn: psycopg.Connection) -> dict[str, int]:
 
 
 def _empty_demo_tables(conn: psycopg.Connection) -> None:
-    """TRUNCATE the six tables; DELETE where a table outside them keeps a foreign key to one.
+    """TRUNCATE the seven tables; DELETE where a table outside them keeps a foreign key to one.
 
     PostgreSQL refuses to TRUNCATE a table referenced from another table (video_embeddings
     references videos) unless that table is truncated too. Those referencing tables must be

@@ -1,8 +1,9 @@
 """Demo data: reproducible, the app's shape, structure a recommender can learn, and a loader
-that never touches tables other than the six it fills."""
+that never touches tables other than the seven it fills."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,8 +13,10 @@ import psycopg
 import pytest
 
 from twotower_pipeline.demo_data import (
+    AGE_RANGES,
     DEMO_TABLES,
     LIKE_WINDOW,
+    REGIONS,
     DemoData,
     DemoDataError,
     DemoSize,
@@ -33,6 +36,19 @@ APP_COLUMNS = {
     "performers": ["id", "name"],
     "video_performers": ["video_id", "performer_id"],
     "likes": ["id", "user_id", "video_id", "created_at"],
+    "profiles": ["id", "age_range", "region", "created_at"],
+}
+# sha256 (first 16 hex digits) of to_csv(index=False) of each frame of
+# generate_demo_data(tiny_demo_size(), NOW), computed with the generator as it was before
+# profiles were added (commit a6076c0). Profiles draw from a Generator of their own, so these
+# must not move; only a numpy release that changes a Generator stream may (then re-pin).
+BEFORE_PROFILES_TINY_CSV_SHA256 = {
+    "videos": "f52a01fe648ce908",
+    "tags": "cbe85d23d84b1f67",
+    "video_tags": "6b47430a9d4704e3",
+    "performers": "f2ba470b672274a7",
+    "video_performers": "bc915e9181c189ea",
+    "likes": "ba08e9520f561163",
 }
 
 
@@ -86,6 +102,18 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(tiny: DemoData
     assert set(other.videos.id).isdisjoint(tiny.videos.id)
     assert set(other.likes.user_id).isdisjoint(tiny.likes.user_id)
     assert not other.videos.title.equals(tiny.videos.title)
+    assert set(other.profiles.id).isdisjoint(tiny.profiles.id)
+
+
+def test_adding_profiles_left_the_other_tables_byte_identical(tiny: DemoData) -> None:
+    for table, expected in BEFORE_PROFILES_TINY_CSV_SHA256.items():
+        csv = getattr(tiny, table).to_csv(index=False).encode()
+        assert hashlib.sha256(csv).hexdigest()[:16] == expected, table
+    # Why they cannot move: the four parts the other tables come from use the same children of
+    # the seed as before (spawn(5)'s first four are spawn(4)'s); profiles use the fifth.
+    for before, now in zip(np.random.SeedSequence(7).spawn(4), np.random.SeedSequence(7).spawn(5)):
+        assert before.spawn_key == now.spawn_key
+        assert (np.random.default_rng(before).integers(2**62, size=8) == np.random.default_rng(now).integers(2**62, size=8)).all()
 
 
 def test_frames_have_the_app_columns_exact_sizes_and_valid_ids(tiny: DemoData) -> None:
@@ -183,6 +211,57 @@ def test_titles_carry_genre_signal_with_noise(stats: DemoData) -> None:
     assert 0.3 <= accuracy <= 0.97
 
 
+def test_about_four_in_five_users_have_a_profile_with_allowed_values(tiny: DemoData, stats: DemoData) -> None:
+    for data, users in ((tiny, tiny_demo_size().users), (stats, STATS_SIZE.users)):
+        profiles = data.profiles
+        assert 0.75 <= len(profiles) / users <= 0.85
+        assert profiles.id.is_unique and set(profiles.id) <= set(data.likes.user_id)
+        assert all(uuid.UUID(value).version == 4 for value in profiles.id)
+        assert (profiles.age_range.isin(AGE_RANGES) | profiles.age_range.isna()).all()
+        assert (profiles.region.isin(REGIONS) | profiles.region.isna()).all()
+        # Signed up before their first like.
+        first_like = data.likes.groupby("user_id").created_at.min()
+        assert profiles.created_at.dt.tz is not None
+        assert (profiles.created_at.to_numpy() < first_like.loc[profiles.id].to_numpy()).all()
+
+    profiles = stats.profiles
+    incomplete = profiles.age_range.isna() | profiles.region.isna()
+    assert 0.02 <= incomplete.mean() <= 0.1
+    assert profiles.age_range.isna().any() and profiles.region.isna().any()
+    assert set(profiles.age_range.dropna()) == set(AGE_RANGES)
+    assert set(profiles.region.dropna()) == set(REGIONS)
+    assert list(profiles.region.value_counts().index[:2]) == ["Kanto", "Kansai"]
+    assert profiles.region.value_counts(normalize=True).iloc[0] >= 0.25
+
+
+def _age_genre_trend(mix: np.ndarray, age: np.ndarray) -> tuple[float, np.ndarray]:
+    """How much users' genre shares move with their age range: per genre, the correlation
+    between age-range index and the user's share of that genre; and their sum of squares
+    (0 when every age range likes the same genres, in expectation ~genres/users by chance)."""
+    a = (age - age.mean()) / age.std()
+    shares = (mix - mix.mean(axis=0)) / np.maximum(mix.std(axis=0), 1e-12)
+    correlation = (a[:, None] * shares).mean(axis=0)
+    return float((correlation**2).sum()), correlation
+
+
+def test_age_range_predicts_genre_taste_better_than_shuffled_age_ranges(stats: DemoData) -> None:
+    likes = _likes_with_genre(stats)
+    counts = likes.groupby(["user_id", "genre"]).size().unstack(fill_value=0)
+    mix = counts.div(counts.sum(axis=1), axis=0)  # each user's genre mix, every user counts once
+    known = stats.profiles.dropna(subset=["age_range"])
+    mix = mix.loc[known.id].to_numpy()
+    age = known.age_range.map({label: i for i, label in enumerate(AGE_RANGES)}).to_numpy(dtype=float)
+
+    observed, correlation = _age_genre_trend(mix, age)
+    rng = np.random.default_rng(0)
+    shuffled = np.array([_age_genre_trend(mix, rng.permutation(age))[0] for _ in range(100)])
+    # Real: far above what age ranges assigned at random give (ranges shuffled among users).
+    assert observed > shuffled.max()
+    assert (observed - shuffled.mean()) / shuffled.std() >= 4
+    # Modest: no genre is anywhere near decided by age.
+    assert np.abs(correlation).max() < 0.5
+
+
 def test_unworkable_sizes_and_naive_now_are_refused() -> None:
     with pytest.raises(DemoDataError, match="at least 5 likes"):
         generate_demo_data(DemoSize(videos=600, users=100, likes=400), NOW)
@@ -222,6 +301,27 @@ def test_load_round_trips_rows_and_text(database_url: str, tiny: DemoData) -> No
     assert (pd.to_datetime(stored_likes.created_at, utc=True) == tiny.likes.created_at.to_numpy()).all()
 
 
+def test_load_round_trips_profiles_with_their_nulls(database_url: str, tiny: DemoData) -> None:
+    assert tiny.profiles.age_range.isna().any() and tiny.profiles.region.isna().any()
+    with psycopg.connect(database_url) as conn:
+        assert load_demo_data(conn, tiny)["profiles"] == len(tiny.profiles)
+        rows = conn.execute("select id::text, age_range, region, created_at from public.profiles").fetchall()
+    stored = pd.DataFrame(rows, columns=APP_COLUMNS["profiles"]).set_index("id").loc[tiny.profiles.id]
+    expected = tiny.profiles.set_index("id")
+    for column in ("age_range", "region"):  # NULL stays NULL (not ''), values stay as they were
+        assert stored[column].isna().equals(expected[column].isna()), column
+        assert (stored[column].dropna() == expected[column].dropna()).all(), column
+    assert (pd.to_datetime(stored.created_at, utc=True) == expected.created_at).all()
+
+
+def test_load_refuses_when_only_profiles_has_rows(database_url: str, tiny: DemoData) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("insert into public.profiles (id, region) values (%s, 'Kanto')", (uuid.uuid4(),))
+    with psycopg.connect(database_url) as conn, pytest.raises(DemoDataError, match="profiles has 1 row"):
+        load_demo_data(conn, tiny)
+    assert _counts(database_url) == {t: (1 if t == "profiles" else 0) for t in DEMO_TABLES}
+
+
 def test_load_refuses_tables_with_rows_and_changes_nothing(database_url: str, tiny: DemoData) -> None:
     with psycopg.connect(database_url) as conn:
         conn.execute("insert into public.tags (name) values ('already here')")
@@ -245,8 +345,10 @@ def test_replace_empties_only_the_demo_tables(database_url: str, tiny: DemoData)
     assert _counts(database_url) == other.counts()
     with psycopg.connect(database_url) as conn:
         video_ids = {r[0] for r in conn.execute("select id::text from public.videos")}
+        profile_ids = {r[0] for r in conn.execute("select id::text from public.profiles")}
         embeddings = conn.execute("select user_id from public.user_embeddings").fetchall()
     assert video_ids == set(other.videos.id)
+    assert profile_ids == set(other.profiles.id)  # the first load's profiles were truncated too
     assert embeddings == [(kept_user,)]
 
 
