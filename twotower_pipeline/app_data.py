@@ -11,6 +11,8 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy
 
+LIKES_WINDOW_DAYS = 183  # the design document trains on the last six months of likes
+
 CATALOGUE_QUERY = sqlalchemy.text(
     """
     select v.id::text as id, v.title, v.description, v.genre, v.maker,
@@ -60,3 +62,18 @@ def read_likes(engine: sqlalchemy.Engine, since: datetime) -> pd.DataFrame:
         frame = pd.read_sql(LIKES_QUERY, conn, params={"since": since})
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
+
+
+PROFILES_QUERY = sqlalchemy.text(
+    "select id::text as user_id, age_range, region from public.profiles where id is not null order by id"
+)
+
+
+def read_profiles(engine: sqlalchemy.Engine) -> pd.DataFrame:
+    """Users' optional demographics (age range, region); empty where the app has no profiles table."""
+    with engine.connect() as conn:
+        exists = conn.execute(sqlalchemy.text("select to_regclass('public.profiles') is not null")).scalar_one()
+        if not exists:
+            return pd.DataFrame({"user_id": pd.Series(dtype=object), "age_range": pd.Series(dtype=object),
+                                 "region": pd.Series(dtype=object)})
+        return pd.read_sql(PROFILES_QUERY, conn)

@@ -105,6 +105,39 @@ def retrain() -> None:
     _print_summary(settings, users=0)
 
 
+@main.command(help="Re-activate an earlier kept model version (default: the previously active one).")
+@click.option("--to", "to_version", default=None, help="version to re-activate, e.g. tt-20261123-030012")
+def rollback(to_version: str | None) -> None:
+    from twotower_pipeline import db as database
+    from twotower_pipeline import vector_store
+    from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
+    from twotower_pipeline.publishing import activate, load_version
+    from twotower_pipeline.resources import MlflowTracking
+    from twotower_pipeline.vector_store import KEEP_VERSIONS
+
+    settings = _settings()
+    url = database.database_url(settings)
+    with database.connect(url) as conn:
+        active = vector_store.active_version(conn)
+        target = to_version or vector_store.rollback_target(conn)
+        if target is None:
+            _fail("no earlier version with kept vectors to roll back to; pass --to VERSION")
+        record = vector_store.version_record(conn, target)
+    if record is None:
+        _fail(f"model version {target} is unknown: `select distinct version from embedding_model_versions` "
+              "lists the versions")
+    if record.is_active:
+        click.echo(f"{target} is already the active version")
+        return
+    try:
+        previous, _ = activate(url, load_version(record), window_days=LIKES_WINDOW_DAYS, now=datetime.now(UTC),
+                               keep_versions=KEEP_VERSIONS)
+    except (vector_store.ActivationRefused, OSError) as error:
+        _fail(f"rollback to {target} refused, {active or 'no version'} stays active: {error}")
+    MlflowTracking(tracking_uri=settings.mlflow_tracking_uri).set_alias(target, "champion")
+    click.echo(f"active model version: {target} (was {previous or 'none'})")
+
+
 @main.command(help="Set up everything on the embedded default and run the whole pipeline on demo data.")
 @click.option("--videos", default=50_000, show_default=True, help="catalogue size")
 @click.option("--users", default=1_000, show_default=True, help="users who like videos")

@@ -19,18 +19,19 @@ import pandas as pd
 import sqlalchemy
 
 from twotower_pipeline import db, vector_store
-from twotower_pipeline.app_data import read_catalogue, read_likes
+from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles
 from twotower_pipeline.model.dataset import UserSequences
 from twotower_pipeline.model.export import onnx_session, run_onnx
 from twotower_pipeline.model.features import (
     POPULARITY_WINDOW_DAYS,
+    Demographics,
     FeatureSpec,
     HistoryTables,
     item_features,
     latest_histories,
     popularity_counts,
 )
-from twotower_pipeline.model.training import attach_catalogue_rows
+from twotower_pipeline.model.training import PreparedTraining, attach_catalogue_rows, score_towers
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 _ONNX_BATCH = 4096
@@ -54,10 +55,12 @@ class ServingModel:
         return cls(version, FeatureSpec.load(Path(feature_spec_path)), Path(user_tower_path), Path(item_tower_path))
 
     def item_vectors(self, catalogue: pd.DataFrame, popularity: np.ndarray, as_of: datetime) -> np.ndarray:
-        inputs = item_features(self.spec, catalogue, popularity, as_of)
-        return _batched(self._item, inputs, len(catalogue))
+        return self.embed_items(item_features(self.spec, catalogue, popularity, as_of))
 
-    def user_vectors(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def embed_items(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return _batched(self._item, inputs, len(next(iter(inputs.values()))))
+
+    def embed_users(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return _batched(self._user, inputs, len(next(iter(inputs.values()))))
 
 
@@ -129,6 +132,7 @@ def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime
     try:
         catalogue = clean_catalogue(read_catalogue(engine))
         likes = _recent_likes(engine, set(catalogue["id"]), as_of, window_days)
+        profiles = read_profiles(engine)
     finally:
         engine.dispose()
     likes = attach_catalogue_rows(catalogue, likes)
@@ -137,7 +141,8 @@ def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime
     reference = np.full(len(sequences.user_ids), pd.Timestamp(as_of).value / 1e9 + 1.0)
     rows, ages = latest_histories(sequences.rows, sequences.times, reference, tables.pad_row,
                                   model.spec.history_length)
-    vectors = model.user_vectors(tables.user_inputs(rows, ages))
+    demographics = Demographics.lookup(model.spec, sequences.user_ids, profiles)
+    vectors = model.embed_users(tables.user_inputs(rows, ages, demographics))
     finite = np.isfinite(vectors).all(axis=1)
     likes_until = [pd.Timestamp(t[-1], unit="s", tz="UTC").to_pydatetime() for t in sequences.times]
     with db.connect(url) as conn:
@@ -151,3 +156,46 @@ def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime
         skipped={"non-finite vector": int((~finite).sum())},
         norm_min=low, norm_mean=mean, norm_max=high,
     )
+
+
+def load_version(record: vector_store.VersionRecord) -> ServingModel:
+    return ServingModel.load(record.version, record.user_tower_path, record.item_tower_path, record.feature_spec_path)
+
+
+def rescore_version(record: vector_store.VersionRecord, prepared: PreparedTraining) -> dict[str, float]:
+    """Metrics of a stored version (its ONNX towers and its own feature spec) on another training's
+    holdout: how the champion is compared with a candidate on the same data."""
+    model = load_version(record)
+    return score_towers(prepared, model.spec, model.embed_users, model.embed_items)
+
+
+def complete_version(url: str, model: ServingModel, window_days: int, now: datetime) -> vector_store.Completeness:
+    """Embed what arrived since the version's vectors were written (new videos, users who liked
+    since), then report how complete the version is."""
+    likes_since = now - timedelta(days=window_days)
+    with db.connect(url) as conn:
+        report = vector_store.check_completeness(conn, model.version, likes_since)
+    if not (report.missing_videos_by_shard or report.missing_users):
+        return report
+    if report.missing_videos_by_shard:
+        embed_item_shards(url, model, sorted(report.missing_videos_by_shard), now)
+    if report.missing_users:
+        embed_users(url, model, window_days, now)
+    with db.connect(url) as conn:
+        return vector_store.check_completeness(conn, model.version, likes_since)
+
+
+def activate(url: str, model: ServingModel, window_days: int, now: datetime, keep_versions: int,
+             hnsw_m: int = 16, hnsw_ef_construction: int = 64) -> tuple[str | None, list[str]]:
+    """Index, complete and switch to ``model``'s version in one transaction; return the previous
+    version and the versions whose vectors retention dropped. Raises ActivationRefused."""
+    with db.connect(url, autocommit=True) as conn:
+        if not vector_store.has_vectors(conn, model.version):
+            raise vector_store.ActivationRefused(
+                f"model version {model.version} has no stored vectors (never embedded, or dropped by retention)")
+        vector_store.build_item_index(conn, model.version, hnsw_m, hnsw_ef_construction)
+    complete_version(url, model, window_days, now)
+    with db.connect(url) as conn:
+        previous = vector_store.activate_version(conn, model.version, now - timedelta(days=window_days))
+        dropped = vector_store.drop_old_versions(conn, keep_versions)
+    return previous, dropped

@@ -65,6 +65,7 @@ class TrainingData:
     likes: pd.DataFrame
     outcomes: list[RuleOutcome]
     as_of: datetime
+    profiles: pd.DataFrame | None = None
 
     @property
     def passed(self) -> bool:
@@ -209,7 +210,11 @@ def clean_catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
 
 
 def prepare_training_data(
-    catalogue: pd.DataFrame, raw_likes: pd.DataFrame, as_of: datetime, rules: QualityRules = QualityRules()
+    catalogue: pd.DataFrame,
+    raw_likes: pd.DataFrame,
+    as_of: datetime,
+    rules: QualityRules = QualityRules(),
+    profiles: pd.DataFrame | None = None,
 ) -> TrainingData:
     """Clean both tables, counting every dropped or repaired row by the rule it broke."""
     like_rules = _like_rules(set(catalogue["id"]), as_of, rules)
@@ -218,4 +223,7 @@ def prepare_training_data(
     outcomes += _validate_flags("videos", catalogue, _video_rules(rules))
     clean = _drop_broken(likes, like_rules)
     outcomes += _validate_volume(clean, rules)
-    return TrainingData(catalogue=clean_catalogue(catalogue), likes=clean, outcomes=outcomes, as_of=as_of)
+    if profiles is not None:
+        profiles = profiles[profiles["user_id"].isin(set(clean["user_id"]))].reset_index(drop=True)
+    return TrainingData(catalogue=clean_catalogue(catalogue), likes=clean, outcomes=outcomes, as_of=as_of,
+                        profiles=profiles)

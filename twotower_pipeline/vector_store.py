@@ -23,6 +23,7 @@ from psycopg import sql
 ITEM_TABLE = "two_tower_item_embeddings"
 USER_TABLE = "two_tower_user_embeddings"
 SHARDS = tuple("0123456789abcdef")
+KEEP_VERSIONS = 3  # versions whose vectors are kept for rollback
 UNIT_NORM_TOLERANCE = 1e-3
 _COPY_BATCH = 5_000
 
@@ -179,11 +180,15 @@ def register_version(
     feature_spec_path: str,
     mlflow_run_id: str | None,
     metrics: dict[str, float],
+    feature_importance: dict[str, float] | None = None,
 ) -> None:
-    """Record a trained version as a candidate (idempotent: a re-export updates its rows)."""
+    """Record a trained version as a candidate (idempotent: a re-export updates its rows).
+
+    Feature importance rows go to the tower they describe ('user: ...' or 'item: ...').
+    """
     clean_metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     for tower in towers:
-        conn.execute(
+        row_id = conn.execute(
             """
             insert into public.embedding_model_versions
               (version, model_type, model_path, feature_spec_path, mlflow_run_id, mlflow_model_version, metrics)
@@ -192,10 +197,66 @@ def register_version(
               model_path = excluded.model_path, feature_spec_path = excluded.feature_spec_path,
               mlflow_run_id = excluded.mlflow_run_id, mlflow_model_version = excluded.mlflow_model_version,
               metrics = excluded.metrics
+            returning id
             """,
             (version, tower.model_type, tower.model_path, feature_spec_path, mlflow_run_id,
              tower.mlflow_model_version, json.dumps(clean_metrics)),
-        )
+        ).fetchone()[0]
+        conn.execute("delete from public.feature_importance where model_version_id = %s", (row_id,))
+        prefix = tower.model_type.split("_")[0] + ":"
+        rows = [(row_id, name, float(score)) for name, score in (feature_importance or {}).items()
+                if name.startswith(prefix) and math.isfinite(score)]
+        if rows:
+            conn.cursor().executemany(
+                "insert into public.feature_importance (model_version_id, feature_name, importance_score) "
+                "values (%s, %s, %s)", rows)
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    version: str
+    user_tower_path: str
+    item_tower_path: str
+    feature_spec_path: str
+    metrics: dict[str, float]
+    mlflow_run_id: str | None
+    status: str
+    is_active: bool
+
+
+def version_record(conn: psycopg.Connection, version: str) -> VersionRecord | None:
+    rows = conn.execute(
+        "select model_type, model_path, feature_spec_path, metrics, mlflow_run_id, status, is_active "
+        "from public.embedding_model_versions where version = %s", (version,)
+    ).fetchall()
+    towers = {row[0]: row for row in rows}
+    if set(towers) != {"user_tower", "item_tower"}:
+        return None
+    item = towers["item_tower"]
+    return VersionRecord(version, towers["user_tower"][1], item[1], item[2], dict(item[3] or {}), item[4],
+                         item[5], bool(item[6]))
+
+
+def active_record(conn: psycopg.Connection) -> VersionRecord | None:
+    version = active_version(conn)
+    return version_record(conn, version) if version else None
+
+
+def rollback_target(conn: psycopg.Connection) -> str | None:
+    """The most recently active version other than the current one whose vectors are kept."""
+    rows = conn.execute(
+        "select version from public.embedding_model_versions where model_type = 'item_tower' "
+        "and not is_active and activated_at is not null order by activated_at desc"
+    ).fetchall()
+    return next((version for (version,) in rows if has_vectors(conn, version)), None)
+
+
+def reject_version(conn: psycopg.Connection, version: str, reason: str) -> None:
+    """Record that the gate refused this version; it stays available but inactive."""
+    conn.execute(
+        "update public.embedding_model_versions set status = 'rejected', status_reason = %s "
+        "where version = %s and not is_active", (reason, version)
+    )
 
 
 def has_vectors(conn: psycopg.Connection, version: str) -> bool:

@@ -9,7 +9,8 @@ from twotower_pipeline.settings import Settings
 EXPECTED_DEPENDENCIES = {
     "videos": set(),
     "raw_likes": set(),
-    "training_data": {"videos", "raw_likes"},
+    "user_profiles": set(),
+    "training_data": {"videos", "raw_likes", "user_profiles"},
     "two_tower_model": {"training_data"},
     "onnx_towers": {"two_tower_model"},
     "item_embeddings": {"onnx_towers"},
@@ -21,6 +22,7 @@ BLOCKING_CHECKS = {
     ("two_tower_model", "model_quality"),
     ("onnx_towers", "onnx_parity"),
 }
+GATE_CHECKS = {("active_model_version", "promotion_gate"), ("active_model_version", "vectors_complete")}
 
 
 def _defs() -> dg.Definitions:
@@ -48,6 +50,7 @@ def test_every_hand_off_is_guarded_by_a_blocking_check():
     specs = [graph.get_check_spec(key) for key in graph.asset_check_keys]
     checks = {(spec.asset_key.to_user_string(), spec.name): spec.blocking for spec in specs}
     assert BLOCKING_CHECKS <= {k for k, blocking in checks.items() if blocking}
+    assert GATE_CHECKS <= set(checks)
 
 
 def test_item_embeddings_are_partitioned_by_catalogue_shard_and_backfilled_in_one_run():

@@ -5,15 +5,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import pytest
 
-import mlflow
 from twotower_pipeline import db
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
 from twotower_pipeline.retrain import RetrainOutcome, run_weekly_retrain
 from twotower_pipeline.settings import Settings
 
-LINEAGE = ["videos", "raw_likes", "training_data", "two_tower_model", "onnx_towers",
+LINEAGE = ["videos", "raw_likes", "user_profiles", "training_data", "two_tower_model", "onnx_towers",
            "item_embeddings", "user_embeddings", "active_model_version"]
 SMALL = DemoSize(videos=1_500, users=120, likes=8_000, seed=11)
 QUICK_TRAINING = {"ops": {"two_tower_model": {"config": {"epochs": 6, "batch_size": 256}}}}
@@ -121,3 +121,66 @@ def test_a_blocking_data_check_stops_the_line_and_leaves_the_active_model_alone(
     assert any("data_quality" in r and "video_id is a video of the catalogue" in r for r in outcome.reasons)
     assert "two_tower_model" not in outcome.step_seconds
     assert after == before and vectors_after == vectors_before
+
+
+def _active(url: str) -> str | None:
+    with db.connect(url) as conn:
+        row = conn.execute("select version from public.embedding_model_versions "
+                           "where is_active and model_type = 'item_tower'").fetchone()
+    return row[0] if row else None
+
+
+def test_feature_importance_is_stored_per_tower_for_the_active_version(published):
+    with db.connect(published.url) as conn:
+        rows = conn.execute(
+            "select m.model_type, f.feature_name, f.importance_score from public.feature_importance f "
+            "join public.embedding_model_versions m on m.id = f.model_version_id where m.is_active").fetchall()
+    by_tower = {tower: {name for t, name, _ in rows if t == tower} for tower in ("user_tower", "item_tower")}
+    assert "user: liked videos" in by_tower["user_tower"] and "item: genre" in by_tower["item_tower"]
+    assert all(name.startswith("user:") for name in by_tower["user_tower"])
+    assert all(name.startswith("item:") for name in by_tower["item_tower"])
+
+
+def test_the_gate_rejects_a_worse_candidate_and_rollback_restores_a_kept_version(published):
+    from click.testing import CliRunner
+
+    from twotower_pipeline.cli import main
+
+    champion = _active(published.url)
+    client = mlflow.MlflowClient(published.settings.mlflow_tracking_uri)
+
+    # A candidate that cannot clear the bar is rejected: visible, recorded, and nothing switches.
+    strict = {"ops": {**QUICK_TRAINING["ops"], "active_model_version": {"config": {"min_improvement": 1.0}}}}
+    rejected = run_weekly_retrain(published.settings, strict)
+    assert rejected.success, rejected.reasons
+    assert any("promotion_gate" in r and "the champion stays" in r for r in rejected.reasons)
+    assert _active(published.url) == champion
+    with db.connect(published.url) as conn:
+        candidate, status, reason, run_id = conn.execute(
+            "select version, status, status_reason, mlflow_run_id from public.embedding_model_versions "
+            "where model_type = 'item_tower' order by created_at desc limit 1").fetchone()
+    assert candidate != champion and status == "rejected" and champion in reason
+    assert client.get_run(run_id).data.tags["twotower.promotion"] == "rejected"
+    assert client.get_model_version_by_alias("twotower_item_tower", "candidate").tags["twotower.version"] == candidate
+    assert client.get_model_version_by_alias("twotower_item_tower", "champion").tags["twotower.version"] == champion
+
+    # A candidate at least as good as the champion on the same holdout goes live.
+    better = run_weekly_retrain(published.settings, QUICK_TRAINING)
+    assert better.success, better.reasons
+    newest = _active(published.url)
+    assert newest not in (champion, candidate)
+
+    # Rollback re-activates the previous version and its kept vectors, in one command.
+    result = CliRunner().invoke(main, ["rollback"])
+    assert result.exit_code == 0, result.output
+    assert _active(published.url) == champion
+    with db.connect(published.url) as conn:
+        user = conn.execute("select user_id from public.likes limit 1").fetchone()[0]
+        served = {r[0] for r in conn.execute("select model_version from public.recommend_videos(%s, 5)", (user,))}
+    assert served == {champion}
+    assert client.get_model_version_by_alias("twotower_item_tower", "champion").tags["twotower.version"] == champion
+
+    result = CliRunner().invoke(main, ["rollback", "--to", "tt-20000101-000000"])
+    assert result.exit_code == 1 and "unknown" in result.output
+    result = CliRunner().invoke(main, ["rollback", "--to", newest])
+    assert result.exit_code == 0 and _active(published.url) == newest

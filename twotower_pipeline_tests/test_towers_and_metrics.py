@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 
 from twotower_pipeline.model.dataset import HoldoutConfig, UserSequences, next_like_examples, temporal_holdout
-from twotower_pipeline.model.evaluation import HoldoutUsers, ranking_metrics, top_k_rows
+from twotower_pipeline.model.evaluation import (
+    HoldoutUsers,
+    evaluate_ranker,
+    item_knn_scores,
+    top_k_rows,
+    vector_scores,
+)
 from twotower_pipeline.model.features import (
     HISTORY_LENGTH,
     OOV,
@@ -35,6 +41,8 @@ def _history(batch: int, rng: np.random.Generator, spec: FeatureSpec, filled: in
         "hist_age_days": rng.uniform(0, 100, (batch, HISTORY_LENGTH)).astype(np.float32),
     }
     inputs["hist_video_idx"][:, : HISTORY_LENGTH - filled] = 0
+    inputs["user_age_range_idx"] = np.full(batch, OOV)
+    inputs["user_region_idx"] = np.full(batch, OOV)
     return inputs
 
 
@@ -115,28 +123,54 @@ def test_next_like_examples_use_only_earlier_likes_as_history():
     sequences = UserSequences(
         user_ids=np.array(["u"]), rows=[np.array([5, 6, 7])], times=[np.array([0.0, 86_400.0, 3 * 86_400.0])]
     )
-    examples, is_last = next_like_examples(sequences, pad_row=99, length=4)
+    examples = next_like_examples(sequences, pad_row=99, length=4)
     assert list(examples.positive_rows) == [6, 7]
     assert examples.history_rows.tolist() == [[99, 99, 99, 5], [99, 99, 5, 6]]
     np.testing.assert_allclose(examples.history_age_days[1], [0, 0, 3, 2])
-    assert list(is_last) == [False, True]
+    assert list(examples.is_last) == [False, True]
+    assert list(examples.users) == [0, 0]
 
 
 def test_metrics_match_hand_computed_values():
-    # Two users, catalogue of 6. User 0 holds out {1, 4}; user 1 holds out {5}.
+    # Two users, catalogue of 6 in three genres. User 0 holds out {1, 4}; user 1 holds out {5}.
     scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.6, 0.0],
                        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
     seen = [np.array([0]), np.array([], dtype=int)]
     top = top_k_rows(scores, seen, k=6)
     assert top[0].tolist() == [1, 3, 4, 2, 5, -1]  # the seen video is never recommended
     holdout = HoldoutUsers(seen=seen, relevant=[np.array([1, 4]), np.array([5])])
-    metrics = ranking_metrics(top, holdout, catalogue_size=6)
-    # Both users find all held-out videos within 50.
+    genres = np.array([0, 0, 1, 1, 2, 2])
+    metrics = evaluate_ranker(lambda users: scores[users], holdout, genres)
+
     assert metrics["recall_at_50"] == pytest.approx(1.0)
-    # P@10 with k capped by a 6-video catalogue: hits (2 and 1) over 10.
+    # P@10 with a 6-video catalogue: hits (2 and 1) over 10.
     assert metrics["precision_at_10"] == pytest.approx((2 / 10 + 1 / 10) / 2)
-    # User 0: hits at ranks 1 and 3 -> DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3).
-    # User 1: hit at rank 1 -> 1.
-    expected_ndcg = (1.5 / (1 + 1 / np.log2(3)) + 1.0) / 2
-    assert metrics["ndcg_at_10"] == pytest.approx(expected_ndcg)
-    assert metrics["coverage_at_10"] == pytest.approx(6 / 6)  # user 1 is shown all six
+    # User 0: hits at ranks 1 and 3 -> DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3). User 1: 1.
+    assert metrics["ndcg_at_10"] == pytest.approx((1.5 / (1 + 1 / np.log2(3)) + 1.0) / 2)
+    # User 0: positives 0.8 and 0.6 against negatives {0.1, 0.7, 0.0} -> 5 of 6 pairs; user 1: all.
+    assert metrics["auc"] == pytest.approx((5 / 6 + 1.0) / 2)
+    # Genres shown: user 0 [0, 1, 2, 1, 2] -> shares .2/.4/.4; user 1 all three equally.
+    entropy_0 = -(0.2 * np.log2(0.2) + 2 * 0.4 * np.log2(0.4))
+    assert metrics["genre_entropy_at_10"] == pytest.approx((entropy_0 + np.log2(3)) / 2)
+    assert metrics["coverage_at_10"] == pytest.approx(1.0)
+
+
+def test_coverage_counts_distinct_videos_shown_across_users():
+    scores = np.tile(np.arange(100, dtype=float), (3, 1))  # everyone gets the same ranking
+    holdout = HoldoutUsers(seen=[np.array([], dtype=int)] * 3, relevant=[np.array([99])] * 3)
+    metrics = evaluate_ranker(lambda users: scores[users], holdout, np.zeros(100, dtype=int))
+    assert metrics["coverage_at_10"] == pytest.approx(0.10)
+    assert metrics["coverage_at_50"] == pytest.approx(0.50)
+    assert metrics["genre_entropy_at_10"] == 0.0
+
+
+def test_item_knn_is_cosine_similarity_summed_over_a_users_likes():
+    # Users A {0, 1}, B {1, 2}, C {0}: cos(0,1) = 1/sqrt(2*2) = .5, cos(1,2) = 1/sqrt(2*1), cos(0,2) = 0.
+    scores = item_knn_scores([np.array([0, 1]), np.array([1, 2]), np.array([0])],
+                             [np.array([0]), np.array([1])], n_items=3)
+    np.testing.assert_allclose(scores(slice(0, 2)), [[1.0, 0.5, 0.0], [0.5, 1.0, 1 / np.sqrt(2)]], atol=1e-6)
+
+
+def test_vector_scores_are_dot_products():
+    users, items = np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([[3.0, 4.0], [1.0, 1.0]])
+    np.testing.assert_allclose(vector_scores(users, items)(slice(0, 2)), [[3.0, 1.0], [8.0, 2.0]])

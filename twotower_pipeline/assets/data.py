@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
-from twotower_pipeline.app_data import read_catalogue, read_likes
+from twotower_pipeline.app_data import LIKES_WINDOW_DAYS, read_catalogue, read_likes, read_profiles
 from twotower_pipeline.resources import AppDatabase
 from twotower_pipeline.validation import (
     QualityRules,
@@ -19,7 +19,7 @@ GROUP = "app_data"
 
 
 class LikesWindowConfig(dg.Config):
-    window_days: int = 183  # the design document trains on the last six months of likes
+    window_days: int = LIKES_WINDOW_DAYS
 
 
 class DataQualityConfig(dg.Config):
@@ -83,6 +83,22 @@ def raw_likes(
     )
 
 
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres", "pandas"},
+    owners=["team:ml-platform"],
+    description="Users' optional demographics (age range, region) from the app's profiles table; "
+    "empty where the app has none (the user tower then treats every user's demographics as unknown).",
+)
+def user_profiles(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[pd.DataFrame]:
+    frame = read_profiles(app_db.engine())
+    return dg.Output(frame, metadata={
+        "profiles": dg.MetadataValue.int(len(frame)),
+        "with_age_range_share": dg.MetadataValue.float(float(frame["age_range"].notna().mean()) if len(frame) else 0.0),
+        "with_region_share": dg.MetadataValue.float(float(frame["region"].notna().mean()) if len(frame) else 0.0),
+    })
+
+
 def _quality_table(data: TrainingData) -> str:
     lines = ["| table | rule | bad rows | of | tolerated | result | what happened | examples |",
              "|---|---|---:|---:|---|---|---|---|"]
@@ -106,10 +122,14 @@ def _quality_table(data: TrainingData) -> str:
     )],
 )
 def training_data(
-    context: dg.AssetExecutionContext, config: DataQualityConfig, videos: pd.DataFrame, raw_likes: LikesWindow
+    context: dg.AssetExecutionContext,
+    config: DataQualityConfig,
+    videos: pd.DataFrame,
+    raw_likes: LikesWindow,
+    user_profiles: pd.DataFrame,
 ):
     rules = QualityRules(**config.model_dump())
-    data = prepare_training_data(videos, raw_likes.likes, raw_likes.as_of, rules)
+    data = prepare_training_data(videos, raw_likes.likes, raw_likes.as_of, rules, user_profiles)
     dropped = len(raw_likes.likes) - len(data.likes)
     yield dg.Output(
         data,
@@ -119,6 +139,7 @@ def training_data(
             "users": dg.MetadataValue.int(int(data.likes["user_id"].nunique())),
             "videos": dg.MetadataValue.int(len(data.catalogue)),
             "liked_videos": dg.MetadataValue.int(int(data.likes["video_id"].nunique())),
+            "users_with_profile": dg.MetadataValue.int(len(data.profiles) if data.profiles is not None else 0),
         },
     )
     failures = data.failures

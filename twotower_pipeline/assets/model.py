@@ -1,4 +1,5 @@
-"""The two-tower model: training with an MLflow run, offline metrics, and the ONNX towers."""
+"""The two-tower model: training with an MLflow run, offline metrics against baselines and the
+current champion, and the ONNX towers."""
 
 
 import base64
@@ -13,43 +14,56 @@ import numpy as np
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.model.dataset import HoldoutConfig
+from twotower_pipeline.model.evaluation import SEED_TARGETS
 from twotower_pipeline.model.export import ExportedTower, export_and_check
+from twotower_pipeline.model.negatives import NegativeMix
 from twotower_pipeline.model.towers import TowerConfig
-from twotower_pipeline.model.training import (
-    TrainedTwoTower,
-    TrainingConfig,
-    train_two_tower,
-)
+from twotower_pipeline.model.training import TrainedTwoTower, TrainingConfig, train_two_tower
+from twotower_pipeline.publishing import rescore_version
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.validation import TrainingData
 
 GROUP = "model"
 MAX_ONNX_BYTES = 50 * 1024 * 1024
 MAX_PARITY_DIFF = 1e-4
-PRIMARY_METRIC = "recall_at_50"
+REPORTED_METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_10", "coverage_at_50",
+                    "genre_entropy_at_10")
 
 
 class TrainingRunConfig(dg.Config):
     """Hyper-parameters; editable in the launchpad for a one-off run."""
 
-    epochs: int = 15
+    loss: str = "sampled_softmax"  # or "margin" (the design document's contrastive loss)
+    epochs: int = 20
     batch_size: int = 512
     learning_rate: float = 0.002
     temperature: float = 0.07
     logq_correction: bool = True
-    early_stopping_patience: int = 2
+    margin: float = 0.3
+    negatives_per_example: int = 4
+    random_negatives: float = 0.6
+    hard_negatives: float = 0.3
+    popular_negatives: float = 0.1
+    hard_negative_pool: int = 200
+    early_stopping_patience: int = 3
     embedding_dim: int = 64
     dropout: float = 0.2
     holdout_fraction: float = 0.2
     seed: int = 42
+    feature_importance: bool = True
 
     def to_training_config(self) -> TrainingConfig:
         return TrainingConfig(
+            loss=self.loss,
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             temperature=self.temperature,
             logq_correction=self.logq_correction,
+            margin=self.margin,
+            negatives_per_example=self.negatives_per_example,
+            negative_mix=NegativeMix(self.random_negatives, self.hard_negatives, self.popular_negatives),
+            hard_negative_pool=self.hard_negative_pool,
             early_stopping_patience=self.early_stopping_patience,
             seed=self.seed,
             tower=TowerConfig(embedding_dim=self.embedding_dim, dropout=self.dropout),
@@ -59,7 +73,7 @@ class TrainingRunConfig(dg.Config):
 
 @dataclass
 class ModelArtifacts:
-    """A trained version: where its files are and how it scored."""
+    """A trained version: where its files are and how it and the champion scored on its holdout."""
 
     version: str
     directory: str
@@ -67,6 +81,10 @@ class ModelArtifacts:
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
     stats: dict[str, float] = field(default_factory=dict)
+    feature_importance: dict[str, float] = field(default_factory=dict)
+    champion_version: str | None = None
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    champion_note: str = ""
 
     def load(self) -> TrainedTwoTower:
         return TrainedTwoTower.load(Path(self.directory))
@@ -80,25 +98,23 @@ class OnnxTowers:
     feature_spec_path: str
     mlflow_run_id: str
     metrics: dict[str, float]
+    champion_version: str | None = None
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    champion_note: str = ""
 
 
 def new_version(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("tt-%Y%m%d-%H%M%S")
 
 
-def loss_curve_png(history: dict[str, list[float]]) -> bytes:
+def _figure_png(draw) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-    for key, values in sorted(history.items()):
-        ax.plot(range(1, len(values) + 1), values, marker="o", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("in-batch softmax loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    draw(ax)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -106,14 +122,57 @@ def loss_curve_png(history: dict[str, list[float]]) -> bytes:
     return buffer.getvalue()
 
 
-def _metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
-    names = ["recall_at_50", "precision_at_10", "ndcg_at_10", "coverage_at_10"]
-    header = "| metric | two-tower | " + " | ".join(baselines) + " |"
-    lines = [header, "|---" * (2 + len(baselines)) + "|"]
-    for name in names:
-        cells = [f"{metrics.get(name, float('nan')):.4f}"] + [f"{b.get(name, float('nan')):.4f}" for b in baselines.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+def loss_curve_png(history: dict[str, list[float]]) -> bytes:
+    def draw(ax):
+        epochs = range(1, len(history.get("loss", [])) + 1)
+        ax.plot(epochs, history.get("loss", []), marker="o", color="tab:blue", label="training loss")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        if "val_recall_at_50" in history:
+            right = ax.twinx()
+            right.plot(epochs, history["val_recall_at_50"], marker="s", color="tab:orange",
+                       label="validation Recall@50")
+            right.set_ylabel("validation Recall@50")
+            right.legend(loc="upper right")
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+
+    return _figure_png(draw)
+
+
+def importance_png(importance: dict[str, float]) -> bytes:
+    ordered = sorted(importance.items(), key=lambda item: item[1])
+
+    def draw(ax):
+        ax.barh([name for name, _ in ordered], [value for _, value in ordered], color="tab:green")
+        ax.set_xlabel("drop in Recall@50 when shuffled")
+        ax.tick_params(axis="y", labelsize=7)
+
+    return _figure_png(draw)
+
+
+def _markdown_image(png: bytes, alt: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]],
+                  champion: dict[str, float] | None = None, champion_version: str | None = None) -> str:
+    columns = [("two-tower (this run)", metrics)] + [(name, values) for name, values in baselines.items()]
+    if champion:
+        columns.append((f"champion {champion_version}", champion))
+    lines = ["| metric | " + " | ".join(name for name, _ in columns) + " | design target |",
+             "|---" * (len(columns) + 2) + "|"]
+    for name in REPORTED_METRICS:
+        cells = [f"{values.get(name, float('nan')):.4f}" for _, values in columns]
+        target = SEED_TARGETS.get(name)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'> ' + str(target) if target else '-'} |")
     return "\n".join(lines)
+
+
+def _png_to_array(png: bytes) -> np.ndarray:
+    import matplotlib.image
+
+    return (matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3] * 255).astype(np.uint8)
 
 
 @dg.asset(
@@ -121,8 +180,9 @@ def _metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, flo
     kinds={"tensorflow", "mlflow"},
     owners=["team:ml-platform"],
     description="Two-tower model (user and item towers, 64-d, dot-product score) trained on the likes "
-    "window with an in-batch softmax (logQ-corrected), scored on each user's most recent likes "
-    "against a popularity baseline. One MLflow run per training.",
+    "window, scored on each user's most recent likes against popularity, ItemKNN and the current "
+    "champion (re-scored on the same holdout), with permutation feature importance. One MLflow run "
+    "per training.",
     check_specs=[dg.AssetCheckSpec(
         "model_quality", asset="two_tower_model", blocking=True,
         description="Metrics are finite and the model beats the popularity baseline on Recall@50.",
@@ -134,6 +194,7 @@ def two_tower_model(
     training_data: TrainingData,
     mlflow_tracking: MlflowTracking,
     model_store: ModelStore,
+    app_db: AppDatabase,
 ):
     import mlflow
 
@@ -147,59 +208,91 @@ def two_tower_model(
             mlflow.log_metrics({f"epoch_{k}": v for k, v in logs.items()}, step=epoch)
             context.log.info(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
 
-        trained = train_two_tower(training_data.catalogue, training_data.likes, training_config, on_epoch_end)
+        trained = train_two_tower(training_data.catalogue, training_data.likes, training_config, on_epoch_end,
+                                  importance=config.feature_importance, profiles=training_data.profiles)
+        champion_version, champion_metrics, champion_note = _rescore_champion(app_db, trained)
         directory = model_store.version_dir(version)
         trained.save(directory)
         mlflow.log_metrics({k: v for k, v in trained.metrics.items() if math.isfinite(v)})
         for baseline, values in trained.baselines.items():
             mlflow.log_metrics({f"{baseline}_{k}": v for k, v in values.items()})
+        if champion_metrics:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
+            mlflow.set_tag("twotower.champion_version", champion_version)
         mlflow.log_metrics({f"data_{k}": v for k, v in trained.stats.items()})
+        mlflow.log_metrics({f"importance.{_metric_name(k)}": v for k, v in trained.feature_importance.items()})
         curve = loss_curve_png(trained.history)
         mlflow.log_image(_png_to_array(curve), "loss_curve.png")
+        if trained.feature_importance:
+            mlflow.log_image(_png_to_array(importance_png(trained.feature_importance)), "feature_importance.png")
         mlflow.log_artifact(str(directory / "training.json"))
         mlflow.log_artifact(str(directory / "feature_spec.json"))
         run_id = run.info.run_id
 
-    artifacts = ModelArtifacts(version, str(directory), run_id, trained.metrics, trained.baselines, trained.stats)
-    popularity = trained.baselines["popularity"]
+    artifacts = ModelArtifacts(version, str(directory), run_id, trained.metrics, trained.baselines, trained.stats,
+                               trained.feature_importance, champion_version, champion_metrics, champion_note)
     metadata = {
         "version": dg.MetadataValue.text(version),
+        "loss": dg.MetadataValue.text(training_config.loss),
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_link(run_id)),
-        "metrics": dg.MetadataValue.md(_metrics_table(trained.metrics, trained.baselines)),
-        "loss_curve": dg.MetadataValue.md(f"![loss curve](data:image/png;base64,{base64.b64encode(curve).decode()})"),
+        "metrics": dg.MetadataValue.md(metrics_table(trained.metrics, trained.baselines, champion_metrics,
+                                                     champion_version)),
+        "loss_curve": _markdown_image(curve, "loss curve"),
+        "champion": dg.MetadataValue.text(champion_note),
     }
+    if trained.feature_importance:
+        metadata["feature_importance"] = _markdown_image(importance_png(trained.feature_importance),
+                                                         "feature importance")
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in trained.metrics.items()})
-    metadata.update({f"popularity_{k}": dg.MetadataValue.float(float(v)) for k, v in popularity.items()})
+    for baseline, values in trained.baselines.items():
+        metadata.update({f"{baseline}_{k}": dg.MetadataValue.float(float(v)) for k, v in values.items()
+                         if k in REPORTED_METRICS})
+    metadata.update({f"champion_{k}": dg.MetadataValue.float(float(v)) for k, v in champion_metrics.items()
+                     if k in REPORTED_METRICS})
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in trained.stats.items()})
     yield dg.Output(artifacts, metadata=metadata)
 
-    model_score = trained.metrics[PRIMARY_METRIC]
-    baseline_score = popularity[PRIMARY_METRIC]
+    model_score = trained.metrics["recall_at_50"]
+    baseline_score = trained.baselines["popularity"]["recall_at_50"]
     finite = all(math.isfinite(v) for v in trained.metrics.values())
     passed = finite and model_score > baseline_score
     yield dg.AssetCheckResult(
         check_name="model_quality",
         passed=passed,
         description=(
-            f"{PRIMARY_METRIC} {model_score:.4f} vs popularity {baseline_score:.4f}"
+            f"recall_at_50 {model_score:.4f} vs popularity {baseline_score:.4f}"
             + ("" if passed else ": the model does not beat popularity; it will not be exported or activated")
         ),
         metadata={
-            PRIMARY_METRIC: dg.MetadataValue.float(model_score),
-            f"popularity_{PRIMARY_METRIC}": dg.MetadataValue.float(baseline_score),
+            "recall_at_50": dg.MetadataValue.float(model_score),
+            "popularity_recall_at_50": dg.MetadataValue.float(baseline_score),
             "metrics_finite": dg.MetadataValue.bool(finite),
         },
     )
 
 
-def _png_to_array(png: bytes) -> np.ndarray:
-    import matplotlib.image
+def _metric_name(group: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in group).strip("_")
 
-    return (matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3] * 255).astype(np.uint8)
+
+def _rescore_champion(app_db: AppDatabase, trained: TrainedTwoTower) -> tuple[str | None, dict[str, float], str]:
+    """The active version's metrics on this run's holdout, so the gate compares like with like."""
+    with app_db.connect() as conn:
+        champion = vector_store.active_record(conn)
+    if champion is None:
+        return None, {}, "no active model version: this model is the first"
+    try:
+        metrics = rescore_version(champion, trained.prepared)
+    except (OSError, ValueError, KeyError) as error:
+        # Without its files the champion cannot be re-scored; its own recorded metrics stand in.
+        recorded = {k: float(v) for k, v in champion.metrics.items() if k in REPORTED_METRICS}
+        return champion.version, recorded, (
+            f"champion {champion.version} could not be re-scored ({error}); using its recorded metrics")
+    return champion.version, metrics, f"champion {champion.version} re-scored on this run's holdout"
 
 
 def parity_samples(trained: TrainedTwoTower, size: int = 256, seed: int = 0) -> tuple[dict, dict]:
-    """Realistic tower inputs for the parity check: random catalogue rows and histories."""
+    """Realistic tower inputs for the parity check: random ids and histories with padding."""
     rng = np.random.default_rng(seed)
     record = trained.spec
     n_videos = max(record.videos.size, 3)
@@ -209,6 +302,8 @@ def parity_samples(trained: TrainedTwoTower, size: int = 256, seed: int = 0) -> 
         "hist_maker_idx": rng.integers(0, record.makers.size, (size, record.history_length)),
         "hist_price": rng.normal(size=(size, record.history_length)).astype(np.float32),
         "hist_age_days": rng.uniform(0, 180, (size, record.history_length)).astype(np.float32),
+        "user_age_range_idx": rng.integers(0, record.age_ranges.size, size),
+        "user_region_idx": rng.integers(0, record.regions.size, size),
     }
     history["hist_video_idx"][:, : record.history_length // 2] = 0  # padded front, as in real histories
     item_shapes = {name: tuple(t.shape[1:]) for name, t in trained.item_tower.input.items()}
@@ -230,7 +325,8 @@ def parity_samples(trained: TrainedTwoTower, size: int = 256, seed: int = 0) -> 
     kinds={"onnx", "mlflow"},
     owners=["team:ml-platform"],
     description="Both towers exported with tf2onnx, checked against TensorFlow in ONNX Runtime, "
-    "registered in MLflow (alias 'candidate') and recorded as a candidate model version.",
+    "registered in MLflow (alias 'candidate') and recorded as a candidate model version with its "
+    "feature importance.",
     check_specs=[dg.AssetCheckSpec(
         "onnx_parity", asset="onnx_towers", blocking=True,
         description=f"ONNX Runtime matches TensorFlow within {MAX_PARITY_DIFF} and each file is <= 50 MB.",
@@ -242,9 +338,8 @@ def onnx_towers(
     mlflow_tracking: MlflowTracking,
     app_db: AppDatabase,
 ):
-    import onnx
-
     import mlflow
+    import onnx
 
     trained = two_tower_model.load()
     directory = Path(two_tower_model.directory)
@@ -259,20 +354,17 @@ def onnx_towers(
     passed = not problems
     registered: dict[str, str] = {}
     if passed:
+        names = mlflow_tracking.tower_model_names()
         with mlflow.start_run(run_id=two_tower_model.mlflow_run_id):
             for kind, tower in (("user_tower", user), ("item_tower", item)):
-                info = mlflow.onnx.log_model(
-                    onnx.load(str(tower.path)), name=kind,
-                    registered_model_name=mlflow_tracking.tower_model_names()[kind],
-                )
-                model_version = str(info.registered_model_version)
+                info = mlflow.onnx.log_model(onnx.load(str(tower.path)), name=kind, registered_model_name=names[kind])
+                registered[kind] = str(info.registered_model_version)
                 mlflow_tracking.client().set_model_version_tag(
-                    mlflow_tracking.tower_model_names()[kind], model_version, "twotower.version",
-                    two_tower_model.version,
-                )
-                registered[kind] = model_version
+                    names[kind], registered[kind], "twotower.version", two_tower_model.version)
             mlflow.log_metrics({"onnx_user_tower_max_abs_diff": user.max_abs_diff,
-                                "onnx_item_tower_max_abs_diff": item.max_abs_diff})
+                                "onnx_item_tower_max_abs_diff": item.max_abs_diff,
+                                "onnx_user_tower_mb": user.size_bytes / 1e6,
+                                "onnx_item_tower_mb": item.size_bytes / 1e6})
         mlflow_tracking.set_alias(two_tower_model.version, "candidate")
         with app_db.connect() as conn:
             vector_store.register_version(
@@ -286,6 +378,7 @@ def onnx_towers(
                     f"{baseline}_{name}": value
                     for baseline, values in two_tower_model.baselines.items() for name, value in values.items()
                 }},
+                feature_importance=two_tower_model.feature_importance,
             )
             vector_store.create_version_partitions(conn, two_tower_model.version)
 
@@ -297,6 +390,9 @@ def onnx_towers(
             feature_spec_path=str(directory / "feature_spec.json"),
             mlflow_run_id=two_tower_model.mlflow_run_id,
             metrics=two_tower_model.metrics,
+            champion_version=two_tower_model.champion_version,
+            champion_metrics=two_tower_model.champion_metrics,
+            champion_note=two_tower_model.champion_note,
         ),
         metadata={
             "version": dg.MetadataValue.text(two_tower_model.version),

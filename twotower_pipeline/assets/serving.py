@@ -7,13 +7,10 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from twotower_pipeline import vector_store
+from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
 from twotower_pipeline.assets.model import OnnxTowers
-from twotower_pipeline.publishing import (
-    EmbeddingReport,
-    ServingModel,
-    embed_item_shards,
-    embed_users,
-)
+from twotower_pipeline.promotion import decide_promotion
+from twotower_pipeline.publishing import EmbeddingReport, ServingModel, activate, embed_item_shards, embed_users
 from twotower_pipeline.resources import AppDatabase, MlflowTracking
 
 GROUP = "serving"
@@ -23,10 +20,12 @@ catalogue_shards = dg.StaticPartitionsDefinition(list(vector_store.SHARDS))
 
 
 class ServingConfig(dg.Config):
-    window_days: int = 183  # users with likes in this window must have a vector
+    window_days: int = LIKES_WINDOW_DAYS  # users with likes in this window must have a vector
+    primary_metric: str = "recall_at_50"  # the promotion gate's measure
+    min_improvement: float = 0.0  # how much better than the champion a candidate must be
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
-    keep_versions: int = 3
+    keep_versions: int = vector_store.KEEP_VERSIONS
 
 
 @dataclass
@@ -96,14 +95,21 @@ def user_embeddings(
     kinds={"postgres"},
     owners=["team:ml-platform"],
     deps=[item_embeddings],
-    description="The model version the app serves. Builds the new version's HNSW index, checks that "
-    "every video and active user has a sound vector, then switches both towers in one transaction; "
-    "keeps the newest versions' vectors for rollback.",
-    check_specs=[dg.AssetCheckSpec(
-        "vectors_complete", asset="active_model_version",
-        description="Every catalogue video and every user with likes in the window has a unit-length "
-        "vector of the new version; otherwise the switch is refused.",
-    )],
+    description="The model version the app serves. The promotion gate compares the candidate with the "
+    "champion on the candidate's holdout; a candidate at least as good gets its HNSW index, any video or "
+    "user that arrived meanwhile is embedded, completeness is checked, and both towers switch in one "
+    "transaction. The newest versions' vectors are kept for rollback.",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "promotion_gate", asset="active_model_version",
+            description="The candidate's primary metric is at least the champion's on the same holdout.",
+        ),
+        dg.AssetCheckSpec(
+            "vectors_complete", asset="active_model_version",
+            description="Every catalogue video and every user with likes in the window has a unit-length "
+            "vector of the candidate; otherwise the switch is refused.",
+        ),
+    ],
 )
 def active_model_version(
     context: dg.AssetExecutionContext,
@@ -120,21 +126,66 @@ def active_model_version(
             "re-run user_embeddings for the newest version"
         )
     url = app_db.resolved_url()
-    likes_since = datetime.now(UTC) - timedelta(days=config.window_days)
+    now = datetime.now(UTC)
     with app_db.connect() as conn:
-        conn.autocommit = True
-        vector_store.build_item_index(conn, version, config.hnsw_m, config.hnsw_ef_construction)
-        report = vector_store.check_completeness(conn, version, likes_since)
-    # Videos added or users who liked since the embeddings were written are embedded now.
-    if report.missing_videos_by_shard or report.missing_users:
-        model = _serving_model(onnx_towers)
-        if report.missing_videos_by_shard:
-            embed_item_shards(url, model, sorted(report.missing_videos_by_shard), datetime.now(UTC))
-        if report.missing_users:
-            embed_users(url, model, config.window_days, datetime.now(UTC))
-        with app_db.connect() as conn:
-            report = vector_store.check_completeness(conn, version, likes_since)
+        active_now = vector_store.active_version(conn)
+    decision = decide_promotion(version, onnx_towers.metrics, onnx_towers.champion_version,
+                                onnx_towers.champion_metrics, active_now, config.primary_metric,
+                                config.min_improvement)
     yield dg.AssetCheckResult(
+        check_name="promotion_gate",
+        passed=decision.promote,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=decision.reason,
+        metadata={
+            "metric": dg.MetadataValue.text(decision.metric),
+            "candidate": dg.MetadataValue.float(decision.candidate_score),
+            "champion": dg.MetadataValue.float(decision.champion_score if decision.champion_score is not None
+                                               else float("nan")),
+            "champion_version": dg.MetadataValue.text(decision.champion_version or "none"),
+            "champion_scoring": dg.MetadataValue.text(onnx_towers.champion_note),
+        },
+    )
+    mlflow_tracking.client().set_tag(onnx_towers.mlflow_run_id, "twotower.promotion",
+                                     "activated" if decision.promote else "rejected")
+    mlflow_tracking.client().set_tag(onnx_towers.mlflow_run_id, "twotower.promotion_reason", decision.reason)
+
+    previous, dropped = active_now, []
+    model = _serving_model(onnx_towers)
+    if decision.promote:
+        try:
+            previous, dropped = activate(url, model, config.window_days, now, config.keep_versions, config.hnsw_m,
+                                         config.hnsw_ef_construction)
+        except vector_store.ActivationRefused as refused:
+            report = _completeness(app_db, version, now, config.window_days)
+            yield _completeness_result(report)
+            raise dg.Failure(str(refused)) from refused
+        mlflow_tracking.set_alias(version, "champion")
+        context.log.info(f"active model version: {version} (previous: {previous or 'none'})")
+    else:
+        with app_db.connect() as conn:
+            vector_store.reject_version(conn, version, decision.reason)
+        context.log.warning(f"candidate {version} rejected: {decision.reason}")
+    yield _completeness_result(_completeness(app_db, version, now, config.window_days))
+    metadata = {
+        "outcome": dg.MetadataValue.text("activated" if decision.promote else "rejected"),
+        "reason": dg.MetadataValue.text(decision.reason),
+        "active_version": dg.MetadataValue.text(version if decision.promote else (active_now or "none")),
+        "candidate_version": dg.MetadataValue.text(version),
+        "previous_version": dg.MetadataValue.text(previous or "none"),
+        "dropped_versions": dg.MetadataValue.json(dropped),
+    }
+    metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
+    yield dg.MaterializeResult(metadata=metadata)
+
+
+def _completeness(app_db: AppDatabase, version: str, now: datetime, window_days: int) -> vector_store.Completeness:
+    with app_db.connect() as conn:
+        return vector_store.check_completeness(conn, version, now - timedelta(days=window_days))
+
+
+def _completeness_result(report: vector_store.Completeness) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
         check_name="vectors_complete",
         passed=not report.problems,
         description="; ".join(report.problems) or "every video and active user has a vector",
@@ -147,21 +198,3 @@ def active_model_version(
             "vectors_not_unit_length": dg.MetadataValue.int(report.bad_item_vectors + report.bad_user_vectors),
         },
     )
-    with app_db.connect() as conn:
-        try:
-            previous = vector_store.activate_version(conn, version, likes_since)
-        except vector_store.ActivationRefused as refused:
-            raise dg.Failure(str(refused)) from refused
-        dropped = vector_store.drop_old_versions(conn, config.keep_versions)
-
-    mlflow_tracking.set_alias(version, "champion")
-    context.log.info(f"active model version: {version} (previous: {previous or 'none'})")
-    metadata = {
-        "active_version": dg.MetadataValue.text(version),
-        "previous_version": dg.MetadataValue.text(previous or "none"),
-        "item_vectors": dg.MetadataValue.int(report.item_vectors),
-        "user_vectors": dg.MetadataValue.int(report.user_vectors),
-        "dropped_versions": dg.MetadataValue.json(dropped),
-    }
-    metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
-    yield dg.MaterializeResult(metadata=metadata)

@@ -74,26 +74,27 @@ class UserSequences:
 
 @dataclass(frozen=True)
 class Examples:
-    """history rows [N, H] (front-padded with pad_row), ages in days [N, H], positive rows [N]."""
+    """history rows [N, H] (front-padded with pad_row), ages in days [N, H], positive rows [N],
+    the index of each example's user in its UserSequences, and whether it is that user's last."""
 
     history_rows: np.ndarray
     history_age_days: np.ndarray
     positive_rows: np.ndarray
+    users: np.ndarray
+    is_last: np.ndarray
 
     def __len__(self) -> int:
         return len(self.positive_rows)
 
     def subset(self, mask: np.ndarray) -> Examples:
-        return Examples(self.history_rows[mask], self.history_age_days[mask], self.positive_rows[mask])
+        return Examples(self.history_rows[mask], self.history_age_days[mask], self.positive_rows[mask],
+                        self.users[mask], self.is_last[mask])
 
 
-def next_like_examples(
-    sequences: UserSequences, pad_row: int, length: int = HISTORY_LENGTH
-) -> tuple[Examples, np.ndarray]:
-    """One example per like that has at least one earlier like; also returns a mask of the
-    examples that are each user's last (used as the validation set for early stopping)."""
-    histories, ages, positives, is_last = [], [], [], []
-    for rows, times in zip(sequences.rows, sequences.times):
+def next_like_examples(sequences: UserSequences, pad_row: int, length: int = HISTORY_LENGTH) -> Examples:
+    """One example per like that has at least one earlier like of the same user."""
+    histories, ages, positives, users, is_last = [], [], [], [], []
+    for user, (rows, times) in enumerate(zip(sequences.rows, sequences.times)):
         n = len(rows)
         if n < 2:
             continue
@@ -107,15 +108,12 @@ def next_like_examples(
         histories.append(windows)
         ages.append(age.astype(np.float32))
         positives.append(rows[1:n])
+        users.append(np.full(n - 1, user, dtype=np.int64))
         last = np.zeros(n - 1, dtype=bool)
         last[-1] = True
         is_last.append(last)
     if not positives:
-        empty = Examples(
-            np.zeros((0, length), dtype=np.int64), np.zeros((0, length), dtype=np.float32), np.zeros(0, dtype=np.int64)
-        )
-        return empty, np.zeros(0, dtype=bool)
-    return (
-        Examples(np.concatenate(histories), np.concatenate(ages), np.concatenate(positives)),
-        np.concatenate(is_last),
-    )
+        return Examples(np.zeros((0, length), dtype=np.int64), np.zeros((0, length), dtype=np.float32),
+                        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+    return Examples(np.concatenate(histories), np.concatenate(ages), np.concatenate(positives),
+                    np.concatenate(users), np.concatenate(is_last))

@@ -33,7 +33,8 @@ SECONDS_PER_DAY = 86_400.0
 ITEM_INPUTS = (
     "video_idx", "genre_idx", "maker_idx", "performer_idx", "tag_idx", "text_idx", "text_weight", "numeric",
 )
-USER_INPUTS = ("hist_video_idx", "hist_genre_idx", "hist_maker_idx", "hist_price", "hist_age_days")
+USER_INPUTS = ("hist_video_idx", "hist_genre_idx", "hist_maker_idx", "hist_price", "hist_age_days",
+               "user_age_range_idx", "user_region_idx")
 NUMERIC_FEATURES = ("price", "duration", "popularity", "age")
 
 
@@ -111,6 +112,8 @@ class FeatureSpec:
     age: LogNormaliser
     reference_time: str
     history_length: int = HISTORY_LENGTH
+    age_ranges: Vocabulary = field(default_factory=lambda: Vocabulary([]))
+    regions: Vocabulary = field(default_factory=lambda: Vocabulary([]))
 
     # -- text ------------------------------------------------------------------------
     def text_vectorizer(self) -> TfidfVectorizer:
@@ -140,7 +143,7 @@ class FeatureSpec:
         payload = json.loads(text)
         kwargs: dict[str, object] = {}
         for name, value in payload.items():
-            if name in ("videos", "genres", "makers", "performers", "tags"):
+            if name in ("videos", "genres", "makers", "performers", "tags", "age_ranges", "regions"):
                 kwargs[name] = Vocabulary(list(value))
             elif name in ("price", "duration", "popularity", "age"):
                 kwargs[name] = LogNormaliser(**value)
@@ -165,8 +168,10 @@ def fit_feature_spec(
     train_likes: pd.DataFrame,
     reference_time: datetime,
     config: FeatureConfig = FeatureConfig(),
+    profiles: pd.DataFrame | None = None,
 ) -> FeatureSpec:
     """Fit vocabularies and normalisers on the catalogue and the training-period likes only."""
+    profiles = empty_profiles() if profiles is None else profiles
     performers = catalogue["performers"].explode()
     tags = catalogue["tags"].explode()
     text = catalogue_text(catalogue)
@@ -197,7 +202,37 @@ def fit_feature_spec(
         popularity=LogNormaliser.fit(counts),
         age=LogNormaliser.fit(age_days),
         reference_time=pd.Timestamp(reference_time).isoformat(),
+        age_ranges=Vocabulary.by_frequency(profiles["age_range"], 100),
+        regions=Vocabulary.by_frequency(profiles["region"], 1_000),
     )
+
+
+def empty_profiles() -> pd.DataFrame:
+    return pd.DataFrame({"user_id": pd.Series(dtype=object), "age_range": pd.Series(dtype=object),
+                         "region": pd.Series(dtype=object)})
+
+
+@dataclass(frozen=True)
+class Demographics:
+    """Per-user demographic indices (out-of-vocabulary where a user has no profile)."""
+
+    age_range_idx: np.ndarray
+    region_idx: np.ndarray
+
+    @classmethod
+    def lookup(cls, spec: FeatureSpec, user_ids: np.ndarray, profiles: pd.DataFrame | None) -> Demographics:
+        if profiles is None or profiles.empty:
+            unknown = np.full(len(user_ids), OOV, dtype=np.int64)
+            return cls(unknown, unknown.copy())
+        indexed = profiles.drop_duplicates("user_id").set_index("user_id")
+        users = pd.Index(user_ids)
+        return cls(
+            spec.age_ranges.lookup(indexed["age_range"].reindex(users)),
+            spec.regions.lookup(indexed["region"].reindex(users)),
+        )
+
+    def take(self, users: np.ndarray) -> Demographics:
+        return Demographics(self.age_range_idx[users], self.region_idx[users])
 
 
 def popularity_counts(video_ids: pd.Series, likes: pd.DataFrame, reference_time: datetime) -> np.ndarray:
@@ -297,9 +332,17 @@ class HistoryTables:
             price=padded(spec.price.apply(catalogue["price"])),
         )
 
-    def user_inputs(self, rows: np.ndarray, age_days: np.ndarray) -> dict[str, np.ndarray]:
-        """User-tower inputs from history rows [B, H] (padded with pad_row) and like ages [B, H]."""
+    def user_inputs(
+        self, rows: np.ndarray, age_days: np.ndarray, demographics: Demographics | None = None
+    ) -> dict[str, np.ndarray]:
+        """User-tower inputs from history rows [B, H] (padded with pad_row), like ages [B, H] and
+        the users' demographics (unknown when not given)."""
+        if demographics is None:
+            unknown = np.full(len(rows), OOV, dtype=np.int64)
+            demographics = Demographics(unknown, unknown)
         return {
+            "user_age_range_idx": demographics.age_range_idx,
+            "user_region_idx": demographics.region_idx,
             "hist_video_idx": self.video_idx[rows],
             "hist_genre_idx": self.genre_idx[rows],
             "hist_maker_idx": self.maker_idx[rows],

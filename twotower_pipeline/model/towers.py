@@ -84,6 +84,17 @@ def _bag(embedding: layers.Embedding, ids, name: str):
     return MaskedMean(name=f"{name}_mean")(embedding(ids), mask)
 
 
+MAKER_DISTRIBUTION_SIZE = 64  # the most frequent makers get their own share; the rest share bucket 1
+TOP_CATEGORIES = 3
+
+
+def _top_shares(distribution, embedding: layers.Embedding, name: str):
+    """The user's top-3 categories, embedded and weighted by their share (0 for an empty history)."""
+    shares, indices = ops.top_k(distribution, k=min(TOP_CATEGORIES, distribution.shape[-1]))
+    embedded = embedding(ops.cast(indices, "int64")) * ops.expand_dims(shares, -1)
+    return layers.Flatten(name=f"{name}_top3")(embedded)
+
+
 def build_user_tower(spec: FeatureSpec, config: TowerConfig = TowerConfig()) -> keras.Model:
     h = HISTORY_LENGTH
     video = keras.Input((h,), dtype="int64", name="hist_video_idx")
@@ -91,19 +102,36 @@ def build_user_tower(spec: FeatureSpec, config: TowerConfig = TowerConfig()) -> 
     maker = keras.Input((h,), dtype="int64", name="hist_maker_idx")
     price = keras.Input((h,), dtype="float32", name="hist_price")
     age = keras.Input((h,), dtype="float32", name="hist_age_days")
+    age_range = keras.Input((), dtype="int64", name="user_age_range_idx")
+    region = keras.Input((), dtype="int64", name="user_region_idx")
 
     mask = ops.cast(ops.greater(video, 0), "float32")
     recency = mask * ops.exp(-age * (math.log(2.0) / config.recency_half_life_days))
     video_emb = layers.Embedding(spec.videos.size, config.history_embedding_dim, name="history_video_embedding")
     history = MaskedMean(name="history_recency_mean")(video_emb(video), recency)
-    genre_distribution = MaskedMean(name="genre_distribution")(
-        ops.one_hot(genre, spec.genres.size), mask
+
+    genre_distribution = MaskedMean(name="genre_distribution")(ops.one_hot(genre, spec.genres.size), mask)
+    # Makers are ordered by frequency, so the first indices are the most frequent makers.
+    maker_bucket = ops.where(ops.less(maker, MAKER_DISTRIBUTION_SIZE), maker, 1)
+    maker_distribution = MaskedMean(name="maker_distribution")(
+        ops.one_hot(maker_bucket, MAKER_DISTRIBUTION_SIZE), mask
     )
+    top_genres = _top_shares(genre_distribution, layers.Embedding(spec.genres.size, 16, name="top_genre_embedding"),
+                             "genres")
+    top_makers = _top_shares(maker_distribution,
+                             layers.Embedding(MAKER_DISTRIBUTION_SIZE, 16, name="top_maker_embedding"), "makers")
     maker_emb = layers.Embedding(spec.makers.size, config.category_dim, name="history_maker_embedding")
     maker_taste = MaskedMean(name="maker_taste")(maker_emb(maker), mask)
     behaviour = UserBehaviour(name="behaviour")(price, age, mask)
+    demographics = [
+        layers.Embedding(spec.age_ranges.size, 8, name="age_range_embedding")(age_range),
+        layers.Embedding(spec.regions.size, 8, name="region_embedding")(region),
+    ]
 
-    x = layers.Concatenate(name="user_features")([history, genre_distribution, maker_taste, behaviour])
+    x = layers.Concatenate(name="user_features")(
+        [history, genre_distribution, maker_distribution, top_genres, top_makers, maker_taste, behaviour,
+         *demographics]
+    )
     x = layers.Dense(config.hidden_dim, activation="relu", name="user_dense_1")(x)
     x = layers.Dropout(config.dropout)(x)
     x = layers.Dense(config.hidden_dim // 2, activation="relu", name="user_dense_2")(x)
@@ -111,7 +139,8 @@ def build_user_tower(spec: FeatureSpec, config: TowerConfig = TowerConfig()) -> 
     out = L2Normalise(name="user_vector")(x)
     return keras.Model(
         inputs={"hist_video_idx": video, "hist_genre_idx": genre, "hist_maker_idx": maker,
-                "hist_price": price, "hist_age_days": age},
+                "hist_price": price, "hist_age_days": age, "user_age_range_idx": age_range,
+                "user_region_idx": region},
         outputs=out,
         name="user_tower",
     )

@@ -1,0 +1,131 @@
+"""Training on real TensorFlow: determinism, no leakage across the split, and awkward data."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_pipeline import db
+from twotower_pipeline.app_data import read_catalogue, read_likes
+from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.model.training import (
+    TrainingConfig,
+    TrainingDataError,
+    embed_items,
+    prepare_training,
+    train_two_tower,
+)
+from twotower_pipeline.validation import clean_catalogue, clean_likes
+
+QUICK = TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1)
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def demo_frames(postgres_server) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small demo catalogue and its likes, read back from a real database as the pipeline does."""
+    import uuid
+
+    import psycopg
+
+    name = f"tr_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f"create database {name} template twotower_template")
+    url = postgres_server.url().rpartition("/")[0] + "/" + name
+    with db.connect(url) as conn:
+        load_demo_data(conn, generate_demo_data(DemoSize(videos=800, users=80, likes=4_000, seed=5), NOW))
+    engine = db.create_engine(url)
+    catalogue = clean_catalogue(read_catalogue(engine))
+    likes = clean_likes(read_likes(engine, NOW - timedelta(days=365)), set(catalogue["id"]), NOW)
+    engine.dispose()
+    return catalogue, likes
+
+
+def _sound(trained) -> None:
+    assert all(np.isfinite(v) for v in trained.metrics.values()), trained.metrics
+    vectors = embed_items(trained.item_tower, trained.prepared.items)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_training_is_deterministic_given_a_seed(demo_frames):
+    catalogue, likes = demo_frames
+    first = train_two_tower(catalogue, likes, QUICK, importance=False)
+    second = train_two_tower(catalogue, likes, QUICK, importance=False)
+    assert first.metrics == second.metrics
+    for a, b in zip(first.user_tower.get_weights(), second.user_tower.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nothing_from_the_holdout_reaches_vocabularies_or_popularity(demo_frames):
+    catalogue, likes = demo_frames
+    prepared = prepare_training(catalogue, likes, QUICK)
+    train_videos = set(prepared.split.train["video_id"])
+    test_only = set(prepared.split.test["video_id"]) - train_videos
+    assert test_only, "the demo data should have videos first liked in the holdout"
+    assert not test_only & set(prepared.spec.videos.tokens)
+    rows = catalogue.index[catalogue["id"].isin(test_only)]
+    assert (prepared.popularity[rows] == 0).all()
+    # Every held-out like is later than every training like of the same user.
+    last_train = prepared.split.train.groupby("user_id")["created_at"].max()
+    first_test = prepared.split.test.groupby("user_id")["created_at"].min()
+    assert (first_test > last_train.reindex(first_test.index)).all()
+
+
+def test_the_margin_loss_trains_too(demo_frames):
+    catalogue, likes = demo_frames
+    trained = train_two_tower(catalogue, likes, TrainingConfig(loss="margin", epochs=2, batch_size=128),
+                              importance=False)
+    _sound(trained)
+    assert len(trained.history["loss"]) == 2
+
+
+def test_feature_importance_covers_every_group(demo_frames):
+    catalogue, likes = demo_frames
+    trained = train_two_tower(catalogue, likes, QUICK)
+    assert {"user: liked videos", "item: genre", "item: title and description", "user: demographics"} <= set(
+        trained.feature_importance)
+    assert all(np.isfinite(v) for v in trained.feature_importance.values())
+
+
+def _no_text(catalogue, likes):
+    return catalogue.assign(title="", description=""), likes
+
+
+def _one_genre(catalogue, likes):
+    return catalogue.assign(genre="Drama"), likes
+
+
+def _extreme_prices(catalogue, likes):
+    prices = catalogue["price"].to_numpy(copy=True)
+    prices[::3], prices[1::3] = 1e12, 0.0
+    prices[2::7] = np.nan
+    return catalogue.assign(price=prices, duration_seconds=catalogue["duration_seconds"] * 1_000), likes
+
+
+def _liked_by_everyone(catalogue, likes):
+    star = catalogue["id"].iloc[0]
+    extra = likes.groupby("user_id", as_index=False)["created_at"].min()
+    extra = extra.assign(video_id=star, created_at=extra["created_at"] - pd.Timedelta(minutes=1))
+    return catalogue, pd.concat([likes[likes["video_id"] != star], extra], ignore_index=True)
+
+
+def _some_users_with_one_like(catalogue, likes):
+    firsts = likes.sort_values("created_at").groupby("user_id").head(1)
+    singles = firsts.head(20).assign(user_id=[f"00000000-0000-4000-8000-{i:012d}" for i in range(20)])
+    return catalogue, pd.concat([likes, singles], ignore_index=True)
+
+
+@pytest.mark.parametrize("awkward", [_no_text, _one_genre, _extreme_prices, _liked_by_everyone,
+                                     _some_users_with_one_like])
+def test_awkward_but_valid_data_still_trains_a_sound_model(demo_frames, awkward):
+    catalogue, likes = awkward(*demo_frames)
+    trained = train_two_tower(catalogue, likes, QUICK, importance=False)
+    _sound(trained)
+
+
+def test_only_single_like_users_stop_training_with_a_clear_reason(demo_frames):
+    catalogue, likes = demo_frames
+    singles = likes.sort_values("created_at").groupby("user_id").head(1)
+    with pytest.raises(TrainingDataError, match="training examples .* at least 100 are needed"):
+        train_two_tower(catalogue, singles, QUICK, importance=False)
