@@ -201,12 +201,18 @@ def _print_summary(settings: Settings, users: int) -> None:
             return
         version, metrics, activated_at = active
         click.secho(f"Active model version: {version} (activated {activated_at:%Y-%m-%d %H:%M:%S %Z})", bold=True)
-        click.echo(f"  {'metric':<16} {'model':>8} {'popularity':>11}")
-        for name in ("recall_at_50", "ndcg_at_10", "precision_at_10", "coverage_at_10"):
+        latest = conn.execute(
+            "select version, status, status_reason from public.embedding_model_versions "
+            "where model_type = 'item_tower' order by created_at desc limit 1").fetchone()
+        if latest and latest[1] == "rejected":
+            click.secho(f"Latest candidate {latest[0]} was rejected by the promotion gate: {latest[2]}", fg="yellow")
+        click.echo(f"  {'metric':<20} {'model':>8} {'popularity':>11} {'item_knn':>11}")
+        for name in ("recall_at_50", "ndcg_at_10", "precision_at_10", "auc", "coverage_at_50",
+                     "genre_entropy_at_10"):
             if name in metrics:
-                baseline = metrics.get(f"popularity_{name}")
-                shown = f"{baseline:11.4f}" if baseline is not None else f"{'-':>11}"
-                click.echo(f"  {name:<16} {metrics[name]:8.4f} {shown}")
+                baselines = [metrics.get(f"{baseline}_{name}") for baseline in ("popularity", "item_knn")]
+                shown = " ".join(f"{b:11.4f}" if b is not None else f"{'-':>11}" for b in baselines)
+                click.echo(f"  {name:<20} {metrics[name]:8.4f} {shown}")
         vectors = conn.execute(
             "select (select count(*) from public.two_tower_item_embeddings where model_version = %s), "
             "(select count(*) from public.two_tower_user_embeddings where model_version = %s)",

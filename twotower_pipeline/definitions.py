@@ -7,8 +7,9 @@ import os
 import dagster as dg
 
 from twotower_pipeline.assets import data, model, serving
-from twotower_pipeline.jobs import weekly_retrain, weekly_retrain_schedule
+from twotower_pipeline.jobs import refresh_item_embeddings, weekly_retrain, weekly_retrain_schedule
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
+from twotower_pipeline.sensors import new_videos_sensor
 from twotower_pipeline.settings import (
     DATABASE_URL_ENV,
     MLFLOW_TRACKING_URI_ENV,
@@ -39,8 +40,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=dg.load_assets_from_modules([data, model, serving]),
-        jobs=[weekly_retrain],
+        jobs=[weekly_retrain, refresh_item_embeddings],
         schedules=[weekly_retrain_schedule],
+        sensors=[new_videos_sensor],
         resources=build_resources(settings),
     )
 

@@ -24,9 +24,22 @@ weekly_retrain = dg.define_asset_job(
 )
 
 
+def shard_range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover the item-embedding partitions first..last."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+
+
 def all_shards_tags() -> dict[str, str]:
-    """Run tags that make one run cover every item-embedding partition."""
-    return {ASSET_PARTITION_RANGE_START_TAG: SHARDS[0], ASSET_PARTITION_RANGE_END_TAG: SHARDS[-1]}
+    return shard_range_tags(SHARDS[0], SHARDS[-1])
+
+
+# Engineers' backfills and the new-videos sensor: item embeddings only, any partition range.
+refresh_item_embeddings = dg.define_asset_job(
+    "refresh_item_embeddings",
+    selection=dg.AssetSelection.assets("item_embeddings"),
+    executor_def=dg.in_process_executor,
+    description="(Re)embed item partitions: a backfill, a failed shard, or new videos (mode 'missing').",
+)
 
 
 @dg.schedule(

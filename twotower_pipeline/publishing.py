@@ -97,8 +97,11 @@ def _recent_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: date
     return clean_likes(read_likes(engine, as_of - timedelta(days=days)), known_videos, as_of)
 
 
-def embed_item_shards(url: str, model: ServingModel, shards: Sequence[str], as_of: datetime) -> EmbeddingReport:
-    """(Re)write the version's vectors of every catalogue video in ``shards``, in one transaction."""
+def embed_item_shards(
+    url: str, model: ServingModel, shards: Sequence[str], as_of: datetime, only_missing: bool = False
+) -> EmbeddingReport:
+    """Write the version's vectors of the catalogue videos in ``shards``, in one transaction: all of
+    them (replacing the shards' rows), or only those without a vector yet (new videos)."""
     started = time.perf_counter()
     engine = db.create_engine(url)
     try:
@@ -106,20 +109,28 @@ def embed_item_shards(url: str, model: ServingModel, shards: Sequence[str], as_o
         likes = _recent_likes(engine, set(catalogue["id"]), as_of, POPULARITY_WINDOW_DAYS)
     finally:
         engine.dispose()
+    skipped: dict[str, int] = {}
+    if only_missing:
+        with db.connect(url) as conn:
+            done = vector_store.embedded_video_ids(conn, model.version, shards)
+        new = ~catalogue["id"].isin(done)
+        skipped["already embedded"] = int((~new).sum())
+        catalogue = catalogue[new].reset_index(drop=True)
     popularity = popularity_counts(catalogue["id"], likes, as_of)
-    vectors = model.item_vectors(catalogue, popularity, as_of)
+    vectors = model.item_vectors(catalogue, popularity, as_of) if len(catalogue) else np.zeros((0, 64), np.float32)
     finite = np.isfinite(vectors).all(axis=1)
+    skipped["non-finite vector"] = int((~finite).sum())
     ids = catalogue["id"].to_numpy()[finite]
     with db.connect(url) as conn:
         written = vector_store.write_item_vectors(
-            conn, model.version, shards, ids, vectors[finite], popularity[finite]
+            conn, model.version, shards, ids, vectors[finite], popularity[finite], replace_shards=not only_missing
         )
     low, mean, high = _norms(vectors[finite])
     per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
     return EmbeddingReport(
         written=written,
         seconds=time.perf_counter() - started,
-        skipped={"non-finite vector": int((~finite).sum())},
+        skipped=skipped,
         norm_min=low, norm_mean=mean, norm_max=high,
         per_shard={shard: int(per_shard.get(shard, 0)) for shard in shards},
     )

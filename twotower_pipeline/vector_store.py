@@ -67,16 +67,23 @@ def write_item_vectors(
     video_ids: Sequence[str],
     vectors: np.ndarray,
     popularity: np.ndarray,
+    replace_shards: bool = True,
 ) -> int:
-    """Replace the version's item vectors of ``shards`` with these, in the caller's transaction."""
+    """Write the version's item vectors of ``shards`` in the caller's transaction: replacing every row
+    of those shards (a backfill), or only the rows of these videos (a top-up of new videos)."""
     partition = partition_name(conn, ITEM_TABLE, version)
     for shard in sorted(shards):
         # Two writers of one shard queue up here; the second replaces the first's rows.
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{version}/{shard}",))
-    conn.execute(
-        sql.SQL("delete from public.{} where left(video_id::text, 1) = any(%s)").format(sql.Identifier(partition)),
-        (list(shards),),
-    )
+    if replace_shards:
+        conn.execute(
+            sql.SQL("delete from public.{} where left(video_id::text, 1) = any(%s)").format(
+                sql.Identifier(partition)),
+            (list(shards),),
+        )
+    else:
+        conn.execute(sql.SQL("delete from public.{} where video_id = any(%s::uuid[])").format(
+            sql.Identifier(partition)), (list(video_ids),))
     rows = (
         (version, uuid.UUID(vid), vec.astype(np.float32), float(pop))
         for vid, vec, pop in zip(video_ids, vectors, popularity)
@@ -136,10 +143,7 @@ def check_completeness(conn: psycopg.Connection, version: str, likes_since: date
     """Does every catalogue video and every user with likes since ``likes_since`` have a sound vector?"""
     items = sql.Identifier(partition_name(conn, ITEM_TABLE, version))
     users = sql.Identifier(partition_name(conn, USER_TABLE, version))
-    missing = conn.execute(sql.SQL(
-        "select left(v.id::text, 1), count(*) from public.videos v "
-        "where not exists (select 1 from public.{} e where e.video_id = v.id) group by 1"
-    ).format(items)).fetchall()
+    missing = missing_videos_by_shard(conn, version)
     catalogue_videos = conn.execute("select count(*) from public.videos").fetchone()[0]
     item_vectors = conn.execute(sql.SQL("select count(*) from public.{}").format(items)).fetchone()[0]
     active_users, missing_users = conn.execute(sql.SQL(
@@ -157,7 +161,7 @@ def check_completeness(conn: psycopg.Connection, version: str, likes_since: date
         version=version,
         catalogue_videos=catalogue_videos,
         item_vectors=item_vectors,
-        missing_videos_by_shard={shard: count for shard, count in missing},
+        missing_videos_by_shard=missing,
         active_users=active_users,
         user_vectors=user_vectors,
         missing_users=missing_users,
@@ -240,6 +244,45 @@ def version_record(conn: psycopg.Connection, version: str) -> VersionRecord | No
 def active_record(conn: psycopg.Connection) -> VersionRecord | None:
     version = active_version(conn)
     return version_record(conn, version) if version else None
+
+
+def live_versions(conn: psycopg.Connection) -> list[str]:
+    """Versions whose item vectors must follow the catalogue: the active one and any candidate
+    registered after it whose vectors are being written (a retrain in flight)."""
+    rows = conn.execute(
+        """
+        select version from public.embedding_model_versions
+        where model_type = 'item_tower'
+          and (is_active or (status = 'candidate' and created_at > coalesce(
+               (select max(created_at) from public.embedding_model_versions where is_active), '-infinity')))
+        order by created_at
+        """
+    ).fetchall()
+    return [version for (version,) in rows if has_vectors(conn, version)]
+
+
+def missing_videos_by_shard(conn: psycopg.Connection, version: str, written_shards_only: bool = False
+                            ) -> dict[str, int]:
+    """Catalogue videos without a vector of ``version``, per shard. With ``written_shards_only``,
+    shards the version has no vector in at all (a backfill still to run) are left out."""
+    items = sql.Identifier(partition_name(conn, ITEM_TABLE, version))
+    rows = conn.execute(sql.SQL(
+        "select left(v.id::text, 1), count(*) from public.videos v "
+        "where not exists (select 1 from public.{} e where e.video_id = v.id) group by 1"
+    ).format(items)).fetchall()
+    missing = {shard: count for shard, count in rows}
+    if written_shards_only and missing:
+        written = {row[0] for row in conn.execute(sql.SQL(
+            "select distinct left(video_id::text, 1) from public.{}").format(items))}
+        missing = {shard: count for shard, count in missing.items() if shard in written}
+    return missing
+
+
+def embedded_video_ids(conn: psycopg.Connection, version: str, shards: Sequence[str]) -> set[str]:
+    items = sql.Identifier(partition_name(conn, ITEM_TABLE, version))
+    rows = conn.execute(sql.SQL("select video_id::text from public.{} where left(video_id::text, 1) = any(%s)")
+                        .format(items), (list(shards),)).fetchall()
+    return {row[0] for row in rows}
 
 
 def rollback_target(conn: psycopg.Connection) -> str | None:

@@ -10,7 +10,14 @@ from twotower_pipeline import vector_store
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
 from twotower_pipeline.assets.model import OnnxTowers
 from twotower_pipeline.promotion import decide_promotion
-from twotower_pipeline.publishing import EmbeddingReport, ServingModel, activate, embed_item_shards, embed_users
+from twotower_pipeline.publishing import (
+    EmbeddingReport,
+    ServingModel,
+    activate,
+    embed_item_shards,
+    embed_users,
+    load_version,
+)
 from twotower_pipeline.resources import AppDatabase, MlflowTracking
 
 GROUP = "serving"
@@ -50,26 +57,65 @@ def _report_metadata(report: EmbeddingReport) -> dict[str, dg.MetadataValue]:
     }
 
 
+class ItemEmbeddingConfig(dg.Config):
+    # "replace": (re)write every video of the partitions (a new model, a fixed feature, a failed shard).
+    # "missing": embed only videos without a vector yet (new videos between retrains).
+    mode: str = "replace"
+    # "newest": the newest exported version (what the weekly retrain activates next).
+    # "live": the active version and any candidate in flight.
+    versions: str = "newest"
+
+
+def _shard_table(reports: dict[str, EmbeddingReport], shards: list[str]) -> str:
+    lines = ["| version | shard | rows written |", "|---|---|---:|"]
+    for version, report in reports.items():
+        lines += [f"| {version} | {shard} | {report.per_shard.get(shard, 0)} |" for shard in shards]
+    return "\n".join(lines)
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"onnx", "pgvector"},
     owners=["team:ml-platform"],
     partitions_def=catalogue_shards,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    description="64-d item vectors of the newest exported version, one partition per catalogue shard "
-    "(first hex digit of the video id). Re-running a partition replaces its rows; it embeds the "
-    "catalogue as the database holds it now, new videos included.",
+    description="64-d item vectors, one partition per catalogue shard (first hex digit of the video id). "
+    "By default the newest exported version's vectors of every video in the partitions are replaced; "
+    "with mode 'missing' and versions 'live' only videos without a vector yet are embedded, for the "
+    "active version and any candidate in flight (what new_videos_sensor launches).",
 )
 def item_embeddings(
-    context: dg.AssetExecutionContext, onnx_towers: OnnxTowers, app_db: AppDatabase
+    context: dg.AssetExecutionContext, config: ItemEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
 ) -> dg.MaterializeResult:
+    if config.mode not in ("replace", "missing") or config.versions not in ("newest", "live"):
+        raise dg.Failure(f"item_embeddings config: mode must be 'replace' or 'missing' (got {config.mode!r}) and "
+                         f"versions 'newest' or 'live' (got {config.versions!r})")
     shards = list(context.partition_keys)
-    model = _serving_model(onnx_towers)
-    report = embed_item_shards(app_db.resolved_url(), model, shards, datetime.now(UTC))
-    context.log.info(f"version {model.version}: wrote {report.written} item vectors for shards {','.join(shards)}")
-    metadata = _report_metadata(report)
-    metadata["version"] = dg.MetadataValue.text(model.version)
-    metadata["videos_per_shard"] = dg.MetadataValue.json(report.per_shard)
+    url = app_db.resolved_url()
+    with app_db.connect() as conn:
+        versions = [onnx_towers.version] if config.versions == "newest" else vector_store.live_versions(conn)
+        records = [vector_store.version_record(conn, version) for version in versions]
+    reports: dict[str, EmbeddingReport] = {}
+    for record in records:
+        if record is None:
+            raise dg.Failure(f"model version {onnx_towers.version} is not registered; re-run onnx_towers")
+        report = embed_item_shards(url, load_version(record), shards, datetime.now(UTC),
+                                   only_missing=config.mode == "missing")
+        reports[record.version] = report
+        context.log.info(f"version {record.version}: wrote {report.written} item vectors for shards "
+                         f"{','.join(shards)} ({report.seconds:.1f} s)")
+    norms = [r for r in reports.values() if r.written]
+    metadata = {
+        "versions": dg.MetadataValue.json(list(reports)),
+        "mode": dg.MetadataValue.text(config.mode),
+        "rows_written": dg.MetadataValue.int(sum(r.written for r in reports.values())),
+        "videos_skipped": dg.MetadataValue.json({v: r.skipped for v, r in reports.items()}),
+        "seconds": dg.MetadataValue.float(sum(r.seconds for r in reports.values())),
+        "norm_min": dg.MetadataValue.float(min((r.norm_min for r in norms), default=0.0)),
+        "norm_mean": dg.MetadataValue.float(sum(r.norm_mean for r in norms) / len(norms) if norms else 0.0),
+        "norm_max": dg.MetadataValue.float(max((r.norm_max for r in norms), default=0.0)),
+        "rows_per_shard": dg.MetadataValue.md(_shard_table(reports, shards)),
+    }
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -1,0 +1,35 @@
+"""Sensors: new videos get vectors between weekly retrains, without a full re-embed."""
+
+import dagster as dg
+
+from twotower_pipeline import vector_store
+from twotower_pipeline.jobs import refresh_item_embeddings, shard_range_tags
+from twotower_pipeline.resources import AppDatabase
+
+NEW_VIDEOS_INTERVAL_SECONDS = 600
+
+
+@dg.sensor(
+    job=refresh_item_embeddings,
+    minimum_interval_seconds=NEW_VIDEOS_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 10 minutes: if catalogue videos lack a vector of the active version (or of a "
+    "candidate whose vectors are written), embed just those videos, in their shards.",
+)
+def new_videos_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):
+    missing: dict[str, int] = {}
+    with app_db.connect() as conn:
+        versions = vector_store.live_versions(conn)
+        for version in versions:
+            for shard, count in vector_store.missing_videos_by_shard(conn, version, written_shards_only=True).items():
+                missing[shard] = missing.get(shard, 0) + count
+    if not missing:
+        return dg.SkipReason(f"every video has a vector of {', '.join(versions) or 'no live version'}")
+    shards = sorted(missing)
+    signature = ",".join(f"{shard}:{missing[shard]}" for shard in shards)
+    context.log.info(f"videos without vectors of {versions}: {signature}")
+    return dg.RunRequest(
+        run_key=f"{'+'.join(versions)}|{signature}",
+        tags=shard_range_tags(shards[0], shards[-1]),
+        run_config={"ops": {"item_embeddings": {"config": {"mode": "missing", "versions": "live"}}}},
+    )
