@@ -1,0 +1,190 @@
+"""Item-embedding throughput and recommend_videos latency/recall on the embedded PostgreSQL.
+
+    .venv/bin/python bench/serving_benchmark.py --videos 50000
+    .venv/bin/python bench/serving_benchmark.py --videos 1000000
+
+For one catalogue size it:
+1. loads demo data into a fresh embedded PostgreSQL + pgvector and trains a quick model
+   (2 epochs: throughput and latency do not depend on model quality), exported to ONNX;
+2. re-embeds the whole catalogue as the weekly job does (read the catalogue, feature
+   preparation, ONNX Runtime, binary COPY into the version's partition) -> videos/s;
+3. the floor: binary COPY of the same, precomputed vectors into a fresh partition -> rows/s;
+4. builds the HNSW index (reported separately), embeds the users and activates the version;
+5. calls recommend_videos(user, 10) for sampled users: latency p50/p95 (client round trip) and
+   recall@10 against an exact scan of the same partition with the same exclusions.
+Writes bench/results/serving-<videos>v.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from twotower_pipeline import db, vector_store  # noqa: E402
+from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles  # noqa: E402
+from twotower_pipeline.db.embedded import EmbeddedPostgres  # noqa: E402
+from twotower_pipeline.db.migrations import apply_migrations  # noqa: E402
+from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data  # noqa: E402
+from twotower_pipeline.model.export import export_tower  # noqa: E402
+from twotower_pipeline.model.training import TrainingConfig, train_two_tower  # noqa: E402
+from twotower_pipeline.publishing import ServingModel, embed_item_shards, embed_users  # noqa: E402
+from twotower_pipeline.settings import PROJECT_ROOT  # noqa: E402
+from twotower_pipeline.validation import clean_catalogue, clean_likes  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, object]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                         if line.startswith("MemTotal")))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1),
+            "os": platform.platform(), "python": platform.python_version()}
+
+
+def timed(label: str, results: dict, fn):
+    started = time.perf_counter()
+    value = fn()
+    results[label] = round(time.perf_counter() - started, 2)
+    print(f"  {label:<32} {results[label]:8.2f} s", flush=True)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--likes", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--ef-search", type=int, default=None, help="override hnsw.ef_search for the queries")
+    options = parser.parse_args()
+
+    seconds: dict[str, float] = {}
+    state = Path(tempfile.mkdtemp(prefix="twotower-serving-bench-"))
+    server = EmbeddedPostgres(state / "postgres")
+    url = server.ensure_running()
+    try:
+        apply_migrations(url, PROJECT_ROOT / "supabase" / "migrations")
+        now = datetime.now(UTC)
+        print(f"{options.videos:,} videos, {options.users:,} users, {options.likes:,} likes", flush=True)
+        data = timed("generate demo data", seconds, lambda: generate_demo_data(
+            DemoSize(options.videos, options.users, options.likes, 7), now))
+        with db.connect(url) as conn:
+            timed("load demo data", seconds, lambda: load_demo_data(conn, data))
+        data = None  # free the frames before training
+        engine = db.create_engine(url)
+        catalogue = clean_catalogue(read_catalogue(engine))
+        likes = clean_likes(read_likes(engine, datetime(2000, 1, 1, tzinfo=UTC)), set(catalogue["id"]), now)
+        profiles = read_profiles(engine)
+        engine.dispose()
+        trained = timed("train a quick model", seconds, lambda: train_two_tower(
+            catalogue, likes, TrainingConfig(epochs=2), importance=False, profiles=profiles))
+        catalogue = likes = None
+        model_dir = state / "model"
+        model_dir.mkdir(exist_ok=True)
+        trained.spec.save(model_dir / "feature_spec.json")
+        export_tower(trained.user_tower, model_dir / "user_tower.onnx")
+        export_tower(trained.item_tower, model_dir / "item_tower.onnx")
+        version, floor_version = "bench-v1", "bench-floor"
+        model = ServingModel.load(version, str(model_dir / "user_tower.onnx"), str(model_dir / "item_tower.onnx"),
+                                  str(model_dir / "feature_spec.json"))
+        with db.connect(url) as conn:
+            for name in (version, floor_version):
+                vector_store.register_version(
+                    conn, name, [vector_store.TowerRecord("user_tower", str(model_dir / "user_tower.onnx")),
+                                 vector_store.TowerRecord("item_tower", str(model_dir / "item_tower.onnx"))],
+                    str(model_dir / "feature_spec.json"), None, {"recall_at_50": 0.0})
+                vector_store.create_version_partitions(conn, name)
+
+        report = timed("full re-embed (read+features+ONNX+COPY)", seconds, lambda: embed_item_shards(
+            url, model, list(vector_store.SHARDS), now))
+        with db.connect(url) as conn:
+            rows = conn.execute("select video_id::text, embedding, popularity from public.two_tower_item_embeddings "
+                                "where model_version = %s", (version,)).fetchall()
+        ids = [r[0] for r in rows]
+        vectors = np.stack([np.asarray(r[1], dtype=np.float32) for r in rows])
+        popularity = np.array([r[2] for r in rows], dtype=np.float32)
+        del rows
+
+        def floor() -> int:
+            with db.connect(url) as conn:
+                return vector_store.write_item_vectors(conn, floor_version, list(vector_store.SHARDS), ids, vectors,
+                                                       popularity)
+
+        timed("floor: COPY precomputed vectors", seconds, floor)
+        with db.connect(url, autocommit=True) as conn:
+            timed("HNSW index build", seconds, lambda: vector_store.build_item_index(conn, version))
+        timed("user embeddings", seconds, lambda: embed_users(url, model, 183, now))
+        with db.connect(url) as conn:
+            vector_store.activate_version(conn, version, datetime(2000, 1, 1, tzinfo=UTC))
+            conn.execute("select public.two_tower_drop_version(%s)", (floor_version,))
+
+        latencies, recalls = query_benchmark(url, version, options.queries, options.ef_search)
+        record = {
+            "date": now.isoformat(timespec="seconds"),
+            "size": {"videos": options.videos, "users": options.users, "likes": options.likes},
+            "machine": machine(),
+            "seconds": seconds,
+            "embed_videos_per_second": round(report.written / seconds["full re-embed (read+features+ONNX+COPY)"]),
+            "floor_rows_per_second": round(len(ids) / seconds["floor: COPY precomputed vectors"]),
+            "recommend_videos_ms": {"p50": round(statistics.median(latencies), 2),
+                                    "p95": round(float(np.percentile(latencies, 95)), 2),
+                                    "queries": len(latencies)},
+            "recall_at_10_vs_exact": round(float(np.mean(recalls)), 4),
+            "ef_search": options.ef_search or "function default",
+        }
+        record["embed_vs_floor"] = round(record["embed_videos_per_second"] / record["floor_rows_per_second"], 3)
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"serving-{options.videos}v.json"
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in record.items() if k not in ("machine",)}, indent=2))
+        print(f"written to {out}")
+    finally:
+        server.stop()
+
+
+def query_benchmark(url: str, version: str, queries: int, ef_search: int | None) -> tuple[list[float], list[float]]:
+    with db.connect(url, autocommit=True) as conn:
+        users = [str(r[0]) for r in conn.execute(
+            "select user_id from public.two_tower_user_embeddings where model_version = %s order by user_id",
+            (version,))]
+        partition = conn.execute("select public.two_tower_partition_name('two_tower_item_embeddings', %s)",
+                                 (version,)).fetchone()[0]
+        rng = np.random.default_rng(0)
+        sample = [users[i] for i in rng.integers(0, len(users), size=queries)]
+        if ef_search:
+            conn.execute(f"alter function public.recommend_videos(uuid, integer) set hnsw.ef_search = {int(ef_search)}")
+        for user in sample[:20]:  # warm the cache and the plan
+            conn.execute("select * from public.recommend_videos(%s, 10)", (user,)).fetchall()
+        latencies, recalls = [], []
+        for user in sample:
+            started = time.perf_counter()
+            got = [r[0] for r in conn.execute("select video_id from public.recommend_videos(%s, 10)", (user,))]
+            latencies.append((time.perf_counter() - started) * 1000)
+        for user in sample[:100]:
+            got = {r[0] for r in conn.execute("select video_id from public.recommend_videos(%s, 10)", (user,))}
+            # "+ 0" keeps the planner off the index: an exact scan with the same exclusions.
+            exact = {r[0] for r in conn.execute(
+                f'select e.video_id from public."{partition}" e, public.two_tower_user_embeddings u '
+                "where u.model_version = %s and u.user_id = %s and not exists (select 1 from public.likes l "
+                "where l.user_id = u.user_id and l.video_id = e.video_id) "
+                "order by (e.embedding <#> u.embedding) + 0 limit 10", (version, user))}
+            recalls.append(len(got & exact) / 10)
+        return latencies, recalls
+
+
+if __name__ == "__main__":
+    main()
