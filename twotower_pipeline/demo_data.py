@@ -15,12 +15,18 @@ towards different genres, and each region's users lean a little towards a few "l
 Everything is drawn from one seeded numpy Generator per part, so the same ``DemoSize`` and
 ``now`` give identical frames, ids included. Profiles have a Generator of their own (the
 fifth child of the seed), so adding them left every other frame exactly as it was.
+
+The hidden truth comes along as ``DemoData.truth`` (:class:`DemoTruth`), built from values the
+generator has already drawn (it draws nothing more, so every frame is exactly as before), and
+:func:`oracle_scores` turns it into the generator's own log-probability of each next like: the
+ceiling any model trained on these likes can approach.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -198,6 +204,8 @@ class DemoData:
     video_performers: pd.DataFrame
     likes: pd.DataFrame
     profiles: pd.DataFrame  # id is the user's id (likes.user_id); ~20% of users have none
+    truth: DemoTruth | None = field(default=None, repr=False)
+    """What the likes were drawn from (not an app table; never loaded)."""
 
     def counts(self) -> dict[str, int]:
         return {table: len(getattr(self, table)) for table in DEMO_TABLES}
@@ -221,7 +229,7 @@ def generate_demo_data(size: DemoSize, now: datetime) -> DemoData:
     users = _Users.draw(users_rng, size, catalogue)
     like_user, like_video, like_s = _draw_likes(likes_rng, size, catalogue, users, now_s)
     profiles = _Profiles.draw(profiles_rng, size, catalogue, users, like_user, like_s, now_s)
-    return _frames(ids_rng, size, catalogue, like_user, like_video, like_s, profiles)
+    return _frames(ids_rng, size, catalogue, users, like_user, like_video, like_s, profiles, now_s)
 
 
 def _check_size(size: DemoSize) -> None:
@@ -686,9 +694,7 @@ def _draw_likes(
     like_user = np.repeat(np.arange(size.users), users.like_counts)
     like_s = now_s - window_s + rng.integers(0, window_s, size=size.likes)
     progress = (like_s - (now_s - window_s)) / window_s
-    drift = np.clip(
-        (progress - users.drift_midpoint[like_user]) / users.drift_width[like_user] + 0.5, 0.0, 1.0
-    )
+    drift = _end_taste_share(progress, users.drift_midpoint[like_user], users.drift_width[like_user])
     like_taste = (rng.random(size.likes) < drift).astype(np.int64)  # 0 start, 1 end
     available = np.searchsorted(catalogue.created_s, like_s, side="left")
     if available.min() < 1:
@@ -726,6 +732,12 @@ def _draw_likes(
         np.exp(weights, out=weights)
         like_video[span] = _sample_unliked(rng, weights, row, like_user[span], available[span])
     return like_user, like_video, like_s
+
+
+def _end_taste_share(progress: np.ndarray, midpoint: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Chance that a like at ``progress`` (0 to 1 through the like window) comes from the end taste:
+    0 before ``midpoint - width / 2``, 1 after ``midpoint + width / 2``, linear in between."""
+    return np.clip((progress - midpoint) / width + 0.5, 0.0, 1.0)
 
 
 def _sample_unliked(
@@ -880,10 +892,12 @@ def _frames(
     rng: np.random.Generator,
     size: DemoSize,
     catalogue: _Catalogue,
+    users: _Users,
     like_user: np.ndarray,
     like_video: np.ndarray,
     like_s: np.ndarray,
     profiles: _Profiles,
+    now_s: int,
 ) -> DemoData:
     video_ids = np.array(_uuid_strings(rng, size.videos), dtype=object)
     tag_ids = np.array(_uuid_strings(rng, len(catalogue.tag_names)), dtype=object)
@@ -931,12 +945,150 @@ def _frames(
                 "created_at": pd.to_datetime(profiles.created_s, unit="s", utc=True),
             }
         ),
+        truth=DemoTruth(
+            user_ids=user_ids,
+            video_ids=video_ids,
+            start_taste=users.start_taste,
+            end_taste=users.end_taste,
+            drift_midpoint=users.drift_midpoint,
+            drift_width=users.drift_width,
+            price_sensitivity=users.price_sensitivity,
+            video_vectors=catalogue.vectors,
+            popularity=catalogue.popularity,
+            log_relative_price=np.log(catalogue.price / _REFERENCE_PRICE_YEN),
+            created_s=catalogue.created_s.astype(np.int64),
+            window_start_s=now_s - int(LIKE_WINDOW.total_seconds()),
+            window_s=int(LIKE_WINDOW.total_seconds()),
+        ),
     )
 
 
 def _labels(names: tuple[str, ...], index: np.ndarray) -> np.ndarray:
     """Names for indices, None (NULL) where the index is -1."""
     return np.array([*names, None], dtype=object)[index]
+
+
+# -- hidden truth --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DemoTruth:
+    """The hidden values the likes were drawn from, users and videos in the generator's order.
+
+    ``video_ids`` is in the videos frame's row order (oldest first); ``user_ids`` in the order
+    the generator numbered users. A like of user u at time t came from u's end taste with
+    probability :meth:`end_taste_share`, else from the start taste, and then picked a video
+    ∝ exp(sharpness · taste·vector + popularity − price_sensitivity · log_relative_price)
+    among the videos created before t that u had not liked.
+    """
+
+    user_ids: np.ndarray
+    video_ids: np.ndarray
+    start_taste: np.ndarray  # users × LATENT_DIM
+    end_taste: np.ndarray  # users × LATENT_DIM
+    drift_midpoint: np.ndarray  # per user, as a fraction of the like window
+    drift_width: np.ndarray  # per user, as a fraction of the like window
+    price_sensitivity: np.ndarray  # per user
+    video_vectors: np.ndarray  # videos × LATENT_DIM
+    popularity: np.ndarray  # per video, log-weight
+    log_relative_price: np.ndarray  # per video, log(price / reference price)
+    created_s: np.ndarray  # per video, epoch seconds (ascending)
+    window_start_s: int
+    window_s: int
+    sharpness: float = TASTE_SHARPNESS
+
+    def user_rows(self, user_ids: Sequence[str]) -> np.ndarray:
+        return _rows_of(self.user_ids, user_ids, "user")
+
+    def video_rows(self, video_ids: Sequence[str]) -> np.ndarray:
+        return _rows_of(self.video_ids, video_ids, "video")
+
+    def end_taste_share(self, user_rows: np.ndarray, at_seconds: np.ndarray) -> np.ndarray:
+        """Probability that a like of each user at each time was drawn from the end taste."""
+        progress = (np.asarray(at_seconds, dtype=np.float64) - self.window_start_s) / self.window_s
+        return _end_taste_share(progress, self.drift_midpoint[user_rows], self.drift_width[user_rows])
+
+
+def _rows_of(known: np.ndarray, wanted: Sequence[str], what: str) -> np.ndarray:
+    rows = pd.Index(known).get_indexer(pd.Index(np.asarray(wanted, dtype=object)))
+    if (rows < 0).any():
+        missing = np.asarray(wanted, dtype=object)[rows < 0][:3]
+        raise DemoDataError(f"unknown {what} id(s) {', '.join(map(str, missing))} (not in this demo data)")
+    return rows
+
+
+_ORACLE_CELLS = 2_000_000
+"""Queries × videos scored at once by oracle_scores (a few arrays of this many float64s)."""
+
+
+def oracle_scores(
+    truth: DemoTruth,
+    user_ids: Sequence[str],
+    at_seconds: Sequence[float] | np.ndarray,
+    candidate_video_ids: Sequence[str],
+    exclude: Sequence[Sequence[str]] | None = None,
+) -> np.ndarray:
+    """log P(next like = video | user, time) under the generator, [queries, candidates], float64.
+
+    Query i is (``user_ids[i]``, ``at_seconds[i]``). The generator draws a like at time t by first
+    picking a taste (end with probability p = ``truth.end_taste_share``, else start), then a
+    video ∝ exp(a_taste(video)) among the videos created before t, where
+    a = sharpness · taste·vector + popularity − price_sensitivity · log relative price. So the
+    probability of a video is the mixture of the two *normalised* softmaxes,
+
+        P(v) = (1 − p) · exp(a_start(v)) / Z_start(t) + p · exp(a_end(v)) / Z_end(t),
+
+    with Z over the videos available at t, and this returns log P(v) (the exact log-probability,
+    so in particular right up to a per-query constant). Not the log of the mixed raw numerators:
+    each taste's softmax has its own normaliser, and mixing numerators would weight the tastes by
+    Z instead of by (1 − p, p). Not the expected log either (a geometric mixture): where the two
+    tastes disagree it would rank a video one taste loves below what the generator does.
+
+    Videos created at or after t get -inf. ``exclude`` (per query, video ids the user already
+    liked) also gets -inf and leaves both normalisers, as the generator redraws (within the same
+    taste) a video the user already has. Without it the scores sum (as probabilities) to 1 over
+    the available catalogue. Work is chunked so memory stays at a few ``_ORACLE_CELLS`` arrays
+    plus the [queries, candidates] result.
+    """
+    users = truth.user_rows(user_ids)
+    at = np.asarray(at_seconds, dtype=np.float64).reshape(-1)
+    if len(at) != len(users):
+        raise DemoDataError(f"{len(users)} users but {len(at)} times")
+    if exclude is not None and len(exclude) != len(users):
+        raise DemoDataError(f"{len(users)} users but {len(exclude)} exclude lists")
+    candidates = truth.video_rows(candidate_video_ids)
+    n_videos = len(truth.video_ids)
+    available = np.searchsorted(truth.created_s, at, side="left")  # videos created strictly before t
+    end_share = truth.end_taste_share(users, at)
+    # a_taste = [sharpness · taste, 1, −sensitivity] · [vector, popularity, log relative price]
+    video_side = np.column_stack([truth.video_vectors, truth.popularity, truth.log_relative_price])
+    column = np.arange(n_videos)
+
+    out = np.empty((len(users), len(candidates)), dtype=np.float64)
+    step = max(1, _ORACLE_CELLS // max(n_videos, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for first in range(0, len(users), step):
+            span = slice(first, min(first + step, len(users)))
+            u = users[span]
+            blocked = column[None, :] >= available[span, None]
+            if exclude is not None:
+                for i, liked in enumerate(exclude[span]):
+                    if len(liked):
+                        blocked[i, truth.video_rows(liked)] = True
+            mixed = np.full((len(u), n_videos), -np.inf)
+            for taste, weight in ((truth.start_taste, 1.0 - end_share[span]), (truth.end_taste, end_share[span])):
+                user_side = np.column_stack(
+                    [truth.sharpness * taste[u], np.ones(len(u)), -truth.price_sensitivity[u]]
+                )
+                a = user_side @ video_side.T
+                a[blocked] = -np.inf
+                top = a.max(axis=1, keepdims=True)
+                top[~np.isfinite(top)] = 0.0
+                log_z = np.log(np.exp(a - top).sum(axis=1, keepdims=True)) + top
+                np.logaddexp(mixed, np.log(weight)[:, None] + a - log_z, out=mixed)
+            mixed[np.isnan(mixed)] = -np.inf  # nothing available yet: 0 / 0
+            out[span] = mixed[:, candidates]
+    return out
 
 
 # -- loading -------------------------------------------------------------------------------

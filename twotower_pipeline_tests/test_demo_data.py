@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -22,6 +23,7 @@ from twotower_pipeline.demo_data import (
     DemoSize,
     generate_demo_data,
     load_demo_data,
+    oracle_scores,
     tiny_demo_size,
 )
 
@@ -260,6 +262,69 @@ def test_age_range_predicts_genre_taste_better_than_shuffled_age_ranges(stats: D
     assert (observed - shuffled.mean()) / shuffled.std() >= 4
     # Modest: no genre is anywhere near decided by age.
     assert np.abs(correlation).max() < 0.5
+
+
+def _held_out_likes(data: DemoData, fraction: float = 0.2) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Each user's last ``fraction`` of likes (at least one), with the videos they liked before each."""
+    likes = data.likes.sort_values(["user_id", "created_at", "video_id"], kind="stable").reset_index(drop=True)
+    position = likes.groupby("user_id").cumcount()
+    count = likes.groupby("user_id").video_id.transform("size")
+    held = likes[position >= count - np.maximum(1, np.floor(fraction * count)).astype(int)]
+    earlier = likes.groupby("user_id").video_id.agg(list)
+    before = [earlier[user][:k] for user, k in zip(held.user_id, position[held.index])]
+    return held.assign(at_s=held.created_at.astype("int64") // 10**9), before
+
+
+def test_oracle_ranks_actual_next_likes_far_above_random(stats: DemoData) -> None:
+    truth = stats.truth
+    assert truth is not None
+    assert list(truth.video_ids) == list(stats.videos.id)
+    assert set(truth.user_ids) == set(stats.likes.user_id)
+    held, before = _held_out_likes(stats)
+    users, at_s = held.user_id.to_numpy(), held.at_s.to_numpy()
+    scores = oracle_scores(truth, users, at_s, stats.videos.id, exclude=before)
+
+    # A distribution over the videos available then and not liked yet; the rest are impossible.
+    assert np.allclose(np.exp(scores).sum(axis=1), 1.0)
+    impossible = stats.videos.created_at.to_numpy()[None, :] >= held.created_at.to_numpy()[:, None]
+    for i, earlier in enumerate(before):
+        impossible[i, truth.video_rows(earlier)] = True
+    assert np.isneginf(scores[impossible]).all() and np.isfinite(scores[~impossible]).all()
+    liked = truth.video_rows(held.video_id)
+    own = scores[np.arange(len(held)), liked]
+    assert np.isfinite(own).all()
+
+    # Percentile rank of each held-out like among that moment's candidates: 0.5 for a random
+    # ranker; the generator's own probabilities put them near the top.
+    candidates = np.isfinite(scores).sum(axis=1)
+    above = (scores > own[:, None]).sum(axis=1) + 0.5 * ((scores == own[:, None]).sum(axis=1) - 1)
+    percentile = above / candidates
+    assert percentile.mean() < 0.1
+    assert np.median(percentile) < 0.05
+    assert own.mean() > -np.log(candidates).mean() + 1.5, "far likelier than uniform"
+
+    # The drift is used the right way round: swapping start and end tastes fits the likes worse.
+    swapped = replace(truth, start_taste=truth.end_taste, end_taste=truth.start_taste)
+    swapped_own = oracle_scores(swapped, users, at_s, stats.videos.id, exclude=before)[np.arange(len(held)), liked]
+    assert own.mean() > swapped_own.mean() + 0.5
+
+
+def test_keeping_the_truth_changed_no_table(tiny: DemoData) -> None:
+    assert tiny.truth is not None
+    assert tiny.counts() == {t: len(getattr(tiny, t)) for t in DEMO_TABLES}
+    for table, expected in BEFORE_PROFILES_TINY_CSV_SHA256.items():
+        csv = getattr(tiny, table).to_csv(index=False).encode()
+        assert hashlib.sha256(csv).hexdigest()[:16] == expected, table
+    # Candidates in any order, a user at several times; unknown ids are refused.
+    truth, video_ids = tiny.truth, tiny.videos.id.to_numpy()
+    user = truth.user_ids[0]
+    late = int(tiny.videos.created_at.max().timestamp()) + 1
+    forward = oracle_scores(truth, [user, user], [late, late - 30 * 86_400], video_ids)
+    backward = oracle_scores(truth, [user], [late], video_ids[::-1])
+    assert np.allclose(forward[0], backward[0][::-1], rtol=0, atol=1e-9)
+    assert np.isneginf(forward[1]).sum() > np.isneginf(forward[0]).sum() == 0
+    with pytest.raises(DemoDataError, match="unknown user"):
+        oracle_scores(truth, ["not-a-user"], [late], video_ids)
 
 
 def test_unworkable_sizes_and_naive_now_are_refused() -> None:

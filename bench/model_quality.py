@@ -1,0 +1,252 @@
+"""How good could any model be on the demo data, and how close do ours get? One holdout for all.
+
+    .venv/bin/python bench/model_quality.py            # baselines and both oracles (~3 min, mostly oracle_all_times)
+    .venv/bin/python bench/model_quality.py --train    # plus the two-tower with both losses (10-15 min)
+    .venv/bin/python bench/model_quality.py --train --losses margin --videos 5000 --users 300 --likes 15000
+
+Builds the demo data in memory (no database), prepares it exactly as training does
+(``prepare_training`` with the default ``TrainingConfig``: each user's last 20% of likes held
+out) and scores every ranker on that one holdout with ``evaluate_ranker``:
+
+- ``popularity`` and ``item_knn``: the pipeline's own baselines (``baseline_metrics``);
+- ``two_tower_<loss>`` (with ``--train``): ``train_two_tower`` with that loss, defaults otherwise;
+- ``oracle``: the generator's own log-probability of each video being the user's next like
+  (``demo_data.oracle_scores``) at the time of the user's first held-out like, with the user's
+  training likes left out. No model of the likes can know more than the generator at that moment;
+  what it misses is noise in the likes themselves, later drift, and videos published later;
+- ``oracle_all_times``: a clairvoyant variant that also knows *when* each held-out like happens:
+  videos ranked by the sum over those times of the generator's probability (the expected number
+  of held-out likes of each video). It is not attainable (nobody knows the future like times);
+  the gap to ``oracle`` is what drift and new releases during the holdout cost.
+
+Writes bench/results/model-quality-<videos>v-<users>u-<likes>l.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twotower_pipeline.demo_data import DemoData, DemoSize, generate_demo_data, oracle_scores
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+"""Fixed so runs are comparable (the generator's draws do not depend on it; only the dates do)."""
+METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_10", "coverage_at_50",
+           "genre_entropy_at_10")
+ORACLE_QUERIES = 256
+"""(user, time) queries scored at once by the clairvoyant oracle: 256 × 50,000 float64 = 100 MB."""
+
+
+def machine() -> dict[str, object]:
+    """The same machine description as bench/demo_benchmark.py records (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("demo_benchmark", Path(__file__).with_name("demo_benchmark.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.machine()
+
+
+def app_frames(data: DemoData) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """catalogue (read_catalogue's format and order), likes and profiles (read_likes' and read_profiles')."""
+    performers = (data.video_performers.merge(data.performers, left_on="performer_id", right_on="id")
+                  .groupby("video_id")["name"].agg(sorted))
+    tags = data.video_tags.merge(data.tags, left_on="tag_id", right_on="id").groupby("video_id")["name"].agg(sorted)
+    catalogue = data.videos.assign(
+        performers=data.videos["id"].map(performers).map(lambda names: names if isinstance(names, list) else []),
+        tags=data.videos["id"].map(tags).map(lambda names: names if isinstance(names, list) else []),
+    ).sort_values("id", kind="stable").reset_index(drop=True)
+    likes = data.likes[["user_id", "video_id", "created_at"]].sort_values(
+        ["created_at", "user_id", "video_id"], kind="stable").reset_index(drop=True)
+    profiles = (data.profiles.rename(columns={"id": "user_id"})[["user_id", "age_range", "region"]]
+                .sort_values("user_id").reset_index(drop=True))
+    return catalogue, likes, profiles
+
+
+def timed(what: str, function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    seconds = time.perf_counter() - started
+    print(f"  {what}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return result, seconds
+
+
+def oracle_rankers(data: DemoData, prepared) -> tuple[dict[str, object], dict[str, float]]:
+    """Score functions for the oracle at the first held-out like and for the clairvoyant variant,
+    plus facts about the holdout that bound every ranker."""
+    truth = data.truth
+    catalogue_ids = prepared.catalogue["id"].to_numpy()
+    users = prepared.sequences.user_ids[prepared.holdout_users]
+    test = prepared.split.test.assign(at_s=prepared.split.test["created_at"].astype("int64") // 10**9)
+    by_user = test.groupby("user_id")
+    first_s = by_user["at_s"].min().loc[users].to_numpy()
+    times = [by_user.get_group(user)["at_s"].to_numpy() for user in users]
+    seen_ids = [catalogue_ids[rows] for rows in prepared.holdout.seen]
+
+    def at_first_held_out_like(chunk: slice) -> np.ndarray:
+        return oracle_scores(truth, users[chunk], first_s[chunk], catalogue_ids, exclude=seen_ids[chunk])
+
+    def at_every_held_out_like(chunk: slice) -> np.ndarray:
+        # log Σ_j P(video | user, t_j) over the user's held-out like times t_j.
+        chunk_users = np.arange(chunk.start, chunk.stop)
+        query_user = np.repeat(chunk_users, [len(times[u]) for u in chunk_users])
+        query_s = np.concatenate([times[u] for u in chunk_users])
+        out = np.full((len(chunk_users), len(catalogue_ids)), -np.inf)
+        for first in range(0, len(query_user), ORACLE_QUERIES):
+            q = slice(first, first + ORACLE_QUERIES)
+            scores = oracle_scores(truth, users[query_user[q]], query_s[q], catalogue_ids,
+                                   exclude=[seen_ids[u] for u in query_user[q]])
+            for u in np.unique(query_user[q]):
+                rows = scores[query_user[q] == u]
+                out[u - chunk.start] = np.logaddexp(out[u - chunk.start], np.logaddexp.reduce(rows, axis=0))
+        return out
+
+    created_s = prepared.catalogue["created_at"].astype("int64").to_numpy() // 10**9
+    liked_after_first = np.concatenate([created_s[relevant] >= first_s[u]
+                                        for u, relevant in enumerate(prepared.holdout.relevant)])
+    all_train = np.bincount(prepared.split.train["row"].to_numpy(), minlength=len(catalogue_ids))
+    relevant = np.concatenate(prepared.holdout.relevant)
+    facts = {
+        "holdout_users": float(len(users)),
+        "held_out_likes": float(len(relevant)),
+        "mean_held_out_likes_per_user": float(np.mean([len(r) for r in prepared.holdout.relevant])),
+        "median_held_out_likes_per_user": float(np.median([len(r) for r in prepared.holdout.relevant])),
+        "held_out_span_days_median": float(np.median([(t.max() - t.min()) / 86_400 for t in times])),
+        "share_of_held_out_likes_on_videos_published_after_the_first_held_out_like": float(liked_after_first.mean()),
+        "share_of_held_out_likes_on_videos_without_a_training_like": float((all_train[relevant] == 0).mean()),
+        "share_of_catalogue_with_a_training_like": float((all_train > 0).mean()),
+    }
+    return {"oracle": at_first_held_out_like, "oracle_all_times": at_every_held_out_like}, facts
+
+
+def same_holdout(a, b) -> bool:
+    return (np.array_equal(a.holdout_users, b.holdout_users)
+            and all(np.array_equal(x, y) for x, y in zip(a.holdout.relevant, b.holdout.relevant))
+            and all(np.array_equal(x, y) for x, y in zip(a.holdout.seen, b.holdout.seen))
+            and a.catalogue["id"].equals(b.catalogue["id"]))
+
+
+def train(loss: str, catalogue: pd.DataFrame, likes: pd.DataFrame, profiles: pd.DataFrame, prepared) -> dict:
+    from twotower_pipeline.model.training import TrainingConfig, train_two_tower
+
+    def progress(epoch: int, logs: dict[str, float]) -> None:
+        print(f"    {loss} epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.4f}, "
+              f"val R@50 {logs.get('val_recall_at_50', float('nan')):.4f}", file=sys.stderr, flush=True)
+
+    trained, seconds = timed(f"train two-tower ({loss})", train_two_tower, catalogue, likes,
+                             TrainingConfig(loss=loss), on_epoch_end=progress, importance=False, profiles=profiles)
+    if not same_holdout(trained.prepared, prepared):
+        raise SystemExit(f"training with loss={loss} prepared a different holdout; the comparison would be unfair")
+    stats = trained.stats
+    return {
+        "metrics": trained.metrics,
+        "epochs_run": int(stats["epochs_run"]),
+        "best_epoch": int(stats["best_epoch"]),
+        "fit_seconds": round(stats["fit_seconds"], 1),
+        "seconds_per_epoch": round(stats["seconds_per_epoch"], 2),
+        "examples_per_second": round(stats["examples_per_second"], 1),
+        "training_examples": int(stats["training_examples"]),
+        "evaluation_seconds": round(stats["evaluation_seconds"], 1),
+        "wall_seconds": round(seconds, 1),
+        "val_recall_at_50": trained.history.get("val_recall_at_50", []),
+        "loss_history": trained.history.get("loss", []),
+    }
+
+
+def markdown(rankers: dict[str, dict[str, float]], targets: dict[str, float]) -> str:
+    names = list(rankers)
+    lines = ["| metric | " + " | ".join(names) + " | target |", "|---|" + "---:|" * (len(names) + 1)]
+    for metric in METRICS:
+        cells = [f"{rankers[name][metric]:.4f}" for name in names]
+        target = f"> {targets[metric]:.2f}" if metric in targets else ""
+        lines.append(f"| {metric} | " + " | ".join(cells) + f" | {target} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--likes", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--train", action="store_true", help="also train the two-tower model with each loss")
+    parser.add_argument("--losses", default="sampled_softmax,margin",
+                        help="comma-separated losses to train with --train (default: both)")
+    options = parser.parse_args()
+
+    from twotower_pipeline.model.evaluation import SEED_TARGETS, evaluate_ranker
+    from twotower_pipeline.model.training import LOSSES, TrainingConfig, baseline_metrics, prepare_training
+
+    losses = [loss.strip() for loss in options.losses.split(",") if loss.strip()]
+    unknown = [loss for loss in losses if loss not in LOSSES]
+    if unknown:
+        parser.error(f"unknown loss(es) {', '.join(unknown)}; choose from {', '.join(LOSSES)}")
+
+    size = DemoSize(videos=options.videos, users=options.users, likes=options.likes, seed=options.seed)
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+    print(f"{size.videos:,} videos, {size.users:,} users, {size.likes:,} likes, seed {size.seed}", file=sys.stderr)
+    data, seconds["generate"] = timed("generate demo data", generate_demo_data, size, NOW)
+    (catalogue, likes, profiles), seconds["frames"] = timed("build app frames", app_frames, data)
+    prepared, seconds["prepare"] = timed("prepare_training", prepare_training, catalogue, likes, TrainingConfig(),
+                                         profiles)
+
+    results: dict[str, dict[str, float]] = {}
+    baselines, seconds["baselines"] = timed("popularity and ItemKNN", baseline_metrics, prepared)
+    results.update(baselines)
+    oracles, facts = oracle_rankers(data, prepared)
+    for name, score_chunk in oracles.items():
+        results[name], seconds[name] = timed(name, evaluate_ranker, score_chunk, prepared.holdout,
+                                             prepared.item_genres)
+
+    training: dict[str, dict] = {}
+    if options.train:
+        for loss in losses:
+            training[loss] = train(loss, catalogue, likes, profiles, prepared)
+            results[f"two_tower_{loss}"] = training[loss]["metrics"]
+    seconds["total"] = time.perf_counter() - started
+
+    order = ["popularity", "item_knn", *(f"two_tower_{loss}" for loss in training), "oracle", "oracle_all_times"]
+    rankers = {name: results[name] for name in order}
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "size": {"videos": size.videos, "users": size.users, "likes": size.likes, "seed": size.seed},
+        "demo_now": NOW.isoformat(),
+        "machine": machine(),
+        "holdout": facts,
+        "targets": SEED_TARGETS,
+        "rankers": rankers,
+        "training": training,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "oracle_definition": (
+            "log P(next like = v | user, t) under the generator at t = the user's first held-out like: "
+            "log((1-p) softmax_start(v) + p softmax_end(v)), each softmax over videos created before t minus the "
+            "user's training likes, p = the generator's end-taste share at t; oracle_all_times ranks by "
+            "log sum_j P(v | user, t_j) over the user's actual held-out like times (clairvoyant)"
+        ),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"model-quality-{size.videos}v-{size.users}u-{size.likes}l.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+    print(f"\n{size.videos:,} videos, {size.users:,} users, {size.likes:,} likes (seed {size.seed}); "
+          f"{int(facts['holdout_users']):,} held-out users, {int(facts['held_out_likes']):,} held-out likes; "
+          f"{record['machine']['cores']} cores ({record['machine']['cpu']})\n")
+    print(markdown(rankers, SEED_TARGETS))
+    if training:
+        print("\n| two-tower | epochs (best) | s/epoch | examples/s | fit (s) |\n|---|---:|---:|---:|---:|")
+        for loss, run in training.items():
+            print(f"| {loss} | {run['epochs_run']} ({run['best_epoch']}) | {run['seconds_per_epoch']:.1f} | "
+                  f"{run['examples_per_second']:,.0f} | {run['fit_seconds']:.0f} |")
+    print(f"\ntotal {seconds['total']:.0f} s; written to {path}")
+
+
+if __name__ == "__main__":
+    main()
