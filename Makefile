@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/demo_benchmark.py
+	$(BIN)/python -m bench.demo_benchmark
 
 lint: $(STAMP)
 	$(BIN)/ruff check twotower_pipeline twotower_pipeline_tests bench

@@ -1,7 +1,7 @@
 """Times the demo and the weekly retrain per asset and in total, and records peak memory.
 
     make bench                              # default size: 50,000 videos, 1,000 users, 100,000 likes
-    .venv/bin/python bench/demo_benchmark.py --likes 1000000 --users 10000   # larger
+    .venv/bin/python -m bench.demo_benchmark --likes 1000000 --users 10000   # larger
 
 Each run uses a fresh state folder (embedded PostgreSQL, MLflow store, Dagster instance), runs
 `twotower demo` (generate + load + the weekly retrain) and then `twotower retrain` alone (what the
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -25,24 +24,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.machine import machine
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 STEP_LINE = re.compile(r"^\s{2}(\w+)\s+([\d.]+) s$")
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                             if line.startswith("MemTotal")))
-    except OSError:
-        memory_kb = 0
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1),
-            "os": platform.platform(), "python": platform.python_version()}
 
 
 # Runs the command in a fresh interpreter that reports the peak RSS of its only child, so each

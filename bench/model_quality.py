@@ -1,8 +1,8 @@
 """How good could any model be on the demo data, and how close do ours get? One holdout for all.
 
-    .venv/bin/python bench/model_quality.py            # baselines and both oracles (~3 min, mostly oracle_all_times)
-    .venv/bin/python bench/model_quality.py --train    # plus the two-tower with both losses (10-15 min)
-    .venv/bin/python bench/model_quality.py --train --losses margin --videos 5000 --users 300 --likes 15000
+    .venv/bin/python -m bench.model_quality            # baselines and both oracles (~3 min, mostly oracle_all_times)
+    .venv/bin/python -m bench.model_quality --train    # plus the two-tower with both losses (10-15 min)
+    .venv/bin/python -m bench.model_quality --train --losses margin --videos 5000 --users 300 --likes 15000
 
 Builds the demo data in memory (no database), prepares it exactly as training does
 (``prepare_training`` with the default ``TrainingConfig``: each user's last 20% of likes held
@@ -25,7 +25,6 @@ Writes bench/results/model-quality-<videos>v-<users>u-<likes>l.json and prints a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.machine import machine
 from twotower_pipeline.demo_data import DemoData, DemoSize, generate_demo_data, oracle_scores
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,30 +44,6 @@ METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_
            "genre_entropy_at_10")
 ORACLE_QUERIES = 256
 """(user, time) queries scored at once by the clairvoyant oracle: 256 × 50,000 float64 = 100 MB."""
-
-
-def machine() -> dict[str, object]:
-    """The same machine description as bench/demo_benchmark.py records (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("demo_benchmark", Path(__file__).with_name("demo_benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
-
-
-def app_frames(data: DemoData) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """catalogue (read_catalogue's format and order), likes and profiles (read_likes' and read_profiles')."""
-    performers = (data.video_performers.merge(data.performers, left_on="performer_id", right_on="id")
-                  .groupby("video_id")["name"].agg(sorted))
-    tags = data.video_tags.merge(data.tags, left_on="tag_id", right_on="id").groupby("video_id")["name"].agg(sorted)
-    catalogue = data.videos.assign(
-        performers=data.videos["id"].map(performers).map(lambda names: names if isinstance(names, list) else []),
-        tags=data.videos["id"].map(tags).map(lambda names: names if isinstance(names, list) else []),
-    ).sort_values("id", kind="stable").reset_index(drop=True)
-    likes = data.likes[["user_id", "video_id", "created_at"]].sort_values(
-        ["created_at", "user_id", "video_id"], kind="stable").reset_index(drop=True)
-    profiles = (data.profiles.rename(columns={"id": "user_id"})[["user_id", "age_range", "region"]]
-                .sort_values("user_id").reset_index(drop=True))
-    return catalogue, likes, profiles
 
 
 def timed(what: str, function, *args, **kwargs):
@@ -194,7 +170,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     print(f"{size.videos:,} videos, {size.users:,} users, {size.likes:,} likes, seed {size.seed}", file=sys.stderr)
     data, seconds["generate"] = timed("generate demo data", generate_demo_data, size, NOW)
-    (catalogue, likes, profiles), seconds["frames"] = timed("build app frames", app_frames, data)
+    (catalogue, likes, profiles), seconds["frames"] = timed("build app frames", DemoData.pipeline_frames, data)
     prepared, seconds["prepare"] = timed("prepare_training", prepare_training, catalogue, likes, TrainingConfig(),
                                          profiles)
 

@@ -1,7 +1,7 @@
 """Item-embedding throughput and recommend_videos latency/recall on the embedded PostgreSQL.
 
-    .venv/bin/python bench/serving_benchmark.py --videos 50000
-    .venv/bin/python bench/serving_benchmark.py --videos 1000000
+    .venv/bin/python -m bench.serving_benchmark --videos 50000
+    .venv/bin/python -m bench.serving_benchmark --videos 1000000
 
 For one catalogue size it:
 1. loads demo data into a fresh embedded PostgreSQL + pgvector and trains a quick model
@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -30,29 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from twotower_pipeline import db, vector_store  # noqa: E402
-from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles  # noqa: E402
-from twotower_pipeline.db.embedded import EmbeddedPostgres  # noqa: E402
-from twotower_pipeline.db.migrations import apply_migrations  # noqa: E402
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data  # noqa: E402
-from twotower_pipeline.model.export import export_tower  # noqa: E402
-from twotower_pipeline.model.training import TrainingConfig, train_two_tower  # noqa: E402
-from twotower_pipeline.publishing import ServingModel, embed_item_shards, embed_users  # noqa: E402
-from twotower_pipeline.settings import PROJECT_ROOT  # noqa: E402
-from twotower_pipeline.validation import clean_catalogue, clean_likes  # noqa: E402
+from bench.machine import machine
+from twotower_pipeline import db, vector_store
+from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles
+from twotower_pipeline.db.embedded import EmbeddedPostgres
+from twotower_pipeline.db.migrations import apply_migrations
+from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.model.export import export_tower
+from twotower_pipeline.model.training import TrainingConfig, train_two_tower
+from twotower_pipeline.publishing import ServingModel, embed_item_shards, embed_users
+from twotower_pipeline.settings import PROJECT_ROOT
+from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                         if line.startswith("MemTotal")))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kb / 1024 / 1024, 1),
-            "os": platform.platform(), "python": platform.python_version()}
 
 
 def timed(label: str, results: dict, fn):
@@ -115,7 +102,7 @@ def main() -> None:
             rows = conn.execute("select video_id::text, embedding, popularity from public.two_tower_item_embeddings "
                                 "where model_version = %s", (version,)).fetchall()
         ids = [r[0] for r in rows]
-        vectors = np.stack([np.asarray(r[1], dtype=np.float32) for r in rows])
+        vectors = np.stack([r[1].to_numpy() for r in rows]).astype(np.float32)
         popularity = np.array([r[2] for r in rows], dtype=np.float32)
         del rows
 

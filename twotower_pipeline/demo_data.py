@@ -207,6 +207,22 @@ class DemoData:
     truth: DemoTruth | None = field(default=None, repr=False)
     """What the likes were drawn from (not an app table; never loaded)."""
 
+    def pipeline_frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The catalogue, likes and profiles as the pipeline reads them from the database
+        (read_catalogue's format and order, read_likes', read_profiles'), without a database."""
+        performers = (self.video_performers.merge(self.performers, left_on="performer_id", right_on="id")
+                      .groupby("video_id")["name"].agg(sorted))
+        tags = self.video_tags.merge(self.tags, left_on="tag_id", right_on="id").groupby("video_id")["name"].agg(sorted)
+        catalogue = self.videos.assign(
+            performers=self.videos["id"].map(performers).map(lambda names: names if isinstance(names, list) else []),
+            tags=self.videos["id"].map(tags).map(lambda names: names if isinstance(names, list) else []),
+        ).sort_values("id", kind="stable").reset_index(drop=True)
+        likes = self.likes[["user_id", "video_id", "created_at"]].sort_values(
+            ["created_at", "user_id", "video_id"], kind="stable").reset_index(drop=True)
+        profiles = (self.profiles.rename(columns={"id": "user_id"})[["user_id", "age_range", "region"]]
+                    .sort_values("user_id").reset_index(drop=True))
+        return catalogue, likes, profiles
+
     def counts(self) -> dict[str, int]:
         return {table: len(getattr(self, table)) for table in DEMO_TABLES}
 

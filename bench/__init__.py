@@ -1,0 +1,1 @@
+"""Benchmarks: each script writes bench/results/*.json; README.md reports the figures."""
