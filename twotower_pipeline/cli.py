@@ -105,6 +105,22 @@ def retrain() -> None:
     _print_summary(settings, users=0)
 
 
+@main.command(help="Active version, its metrics and age, the last retrain, partitions missing or stale.")
+def status() -> None:
+    import dagster as dg
+
+    from twotower_pipeline import db as database
+    from twotower_pipeline.retrain import ensure_dagster_home
+    from twotower_pipeline.status import pipeline_status
+
+    settings = _settings()
+    ensure_dagster_home(settings)
+    with database.connect(database.database_url(settings)) as conn:
+        report = pipeline_status(conn, dg.DagsterInstance.get())
+    for line in report.lines():
+        click.echo(line)
+
+
 @main.command(help="Re-activate an earlier kept model version (default: the previously active one).")
 @click.option("--to", "to_version", default=None, help="version to re-activate, e.g. tt-20261123-030012")
 def rollback(to_version: str | None) -> None:

@@ -8,13 +8,9 @@ import dagster as dg
 
 from twotower_pipeline.assets import data, model, serving
 from twotower_pipeline.jobs import refresh_item_embeddings, weekly_retrain, weekly_retrain_schedule
-from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
-from twotower_pipeline.sensors import new_videos_sensor
-from twotower_pipeline.settings import (
-    DATABASE_URL_ENV,
-    MLFLOW_TRACKING_URI_ENV,
-    Settings,
-)
+from twotower_pipeline.resources import AlertWebhook, AppDatabase, MlflowTracking, ModelStore
+from twotower_pipeline.sensors import new_videos_sensor, run_failure_alert
+from twotower_pipeline.settings import ALERT_WEBHOOK_ENV, DATABASE_URL_ENV, MLFLOW_TRACKING_URI_ENV, Settings
 
 
 def _from_env_or(name: str, default: str | None):
@@ -32,6 +28,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             ui_url=os.environ.get("MLFLOW_UI_URL"),
         ),
         "model_store": ModelStore(base_path=str(settings.models_dir)),
+        "alert_webhook": AlertWebhook(url=_from_env_or(ALERT_WEBHOOK_ENV, None)),
         "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "assets")),
     }
 
@@ -42,7 +39,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=dg.load_assets_from_modules([data, model, serving]),
         jobs=[weekly_retrain, refresh_item_embeddings],
         schedules=[weekly_retrain_schedule],
-        sensors=[new_videos_sensor],
+        sensors=[new_videos_sensor, run_failure_alert],
         resources=build_resources(settings),
     )
 

@@ -80,6 +80,7 @@ class EmbeddingReport:
     written: int
     seconds: float
     skipped: dict[str, int] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # read, features, inference, write
     norm_min: float = 0.0
     norm_mean: float = 0.0
     norm_max: float = 0.0
@@ -103,6 +104,7 @@ def embed_item_shards(
     """Write the version's vectors of the catalogue videos in ``shards``, in one transaction: all of
     them (replacing the shards' rows), or only those without a vector yet (new videos)."""
     started = time.perf_counter()
+    phases: dict[str, float] = {}
     engine = db.create_engine(url)
     try:
         catalogue = clean_catalogue(read_catalogue(engine, list(shards)))
@@ -117,7 +119,11 @@ def embed_item_shards(
         skipped["already embedded"] = int((~new).sum())
         catalogue = catalogue[new].reset_index(drop=True)
     popularity = popularity_counts(catalogue["id"], likes, as_of)
-    vectors = model.item_vectors(catalogue, popularity, as_of) if len(catalogue) else np.zeros((0, 64), np.float32)
+    phases["read"] = time.perf_counter() - started
+    inputs = item_features(model.spec, catalogue, popularity, as_of)
+    phases["features"] = time.perf_counter() - started - sum(phases.values())
+    vectors = model.embed_items(inputs) if len(catalogue) else np.zeros((0, 64), np.float32)
+    phases["inference"] = time.perf_counter() - started - sum(phases.values())
     finite = np.isfinite(vectors).all(axis=1)
     skipped["non-finite vector"] = int((~finite).sum())
     ids = catalogue["id"].to_numpy()[finite]
@@ -125,12 +131,14 @@ def embed_item_shards(
         written = vector_store.write_item_vectors(
             conn, model.version, shards, ids, vectors[finite], popularity[finite], replace_shards=not only_missing
         )
+    phases["write"] = time.perf_counter() - started - sum(phases.values())
     low, mean, high = _norms(vectors[finite])
     per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
     return EmbeddingReport(
         written=written,
         seconds=time.perf_counter() - started,
         skipped=skipped,
+        phase_seconds={k: round(v, 3) for k, v in phases.items()},
         norm_min=low, norm_mean=mean, norm_max=high,
         per_shard={shard: int(per_shard.get(shard, 0)) for shard in shards},
     )
@@ -197,7 +205,7 @@ def complete_version(url: str, model: ServingModel, window_days: int, now: datet
 
 
 def activate(url: str, model: ServingModel, window_days: int, now: datetime, keep_versions: int,
-             hnsw_m: int = 16, hnsw_ef_construction: int = 64) -> tuple[str | None, list[str]]:
+             hnsw_m: int = 16, hnsw_ef_construction: int = 128) -> tuple[str | None, list[str]]:
     """Index, complete and switch to ``model``'s version in one transaction; return the previous
     version and the versions whose vectors retention dropped. Raises ActivationRefused."""
     with db.connect(url, autocommit=True) as conn:

@@ -89,3 +89,24 @@ class ModelStore(dg.ConfigurableResource):
         path = Path(self.base_path) / version
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Where run failures are reported (a Slack-style incoming webhook); off when ``url`` is unset."""
+
+    url: Optional[str] = None
+    timeout_seconds: float = 10.0
+
+    def send(self, payload: dict) -> bool:
+        """POST ``payload`` as JSON; False when no webhook is configured."""
+        import json
+        import urllib.request
+
+        if not self.url:
+            return False
+        request = urllib.request.Request(
+            self.url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+            response.read()
+        return True

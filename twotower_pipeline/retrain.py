@@ -24,11 +24,29 @@ class RetrainOutcome:
         return self.failed_checks + self.failed_steps
 
 
+# The local instance: SQLite storage in the state folder; one slot per pool (two trainings never run
+# at once, even from two `twotower retrain`s), at most two backfill runs in parallel.
+LOCAL_INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+    granularity: op
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: dagster/backfill
+        limit: 2
+"""
+
+
 def ensure_dagster_home(settings: Settings) -> None:
+    """Create the Dagster instance folder with its dagster.yaml (an existing one is left as it is)."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(LOCAL_INSTANCE_CONFIG)
 
 
 def run_weekly_retrain(settings: Settings, run_config: dict | None = None) -> RetrainOutcome:
@@ -45,9 +63,9 @@ def run_weekly_retrain(settings: Settings, run_config: dict | None = None) -> Re
         if not evaluation.passed
     ]
     failed_steps = [
-        f"step {event.step_key} failed: {_failure_message(event)}"
+        f"step {event.step_key} failed: {step_failure_reason(event)}"
         for event in result.get_step_failure_events()
-        if not (failed_checks and "blocking asset check" in _failure_message(event))
+        if not (failed_checks and "blocking asset check" in step_failure_reason(event))
     ]
     steps = {
         stats.step_key: (stats.end_time or stats.start_time or 0) - (stats.start_time or 0)
@@ -56,7 +74,8 @@ def run_weekly_retrain(settings: Settings, run_config: dict | None = None) -> Re
     return RetrainOutcome(result.run_id, result.success, steps, failed_checks, failed_steps)
 
 
-def _failure_message(event: dg.DagsterEvent) -> str:
+def step_failure_reason(event: dg.DagsterEvent) -> str:
+    """The readable reason a step failed: a Failure's description, else the innermost error."""
     data = event.step_failure_data
     if data is None or data.error is None:
         return "unknown error"

@@ -1,10 +1,12 @@
-"""Sensors: new videos get vectors between weekly retrains, without a full re-embed."""
+"""Sensors: new videos get vectors between weekly retrains, without a full re-embed; failed runs
+are reported to a webhook."""
 
 import dagster as dg
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.jobs import refresh_item_embeddings, shard_range_tags
-from twotower_pipeline.resources import AppDatabase
+from twotower_pipeline.resources import AlertWebhook, AppDatabase
+from twotower_pipeline.retrain import step_failure_reason
 
 NEW_VIDEOS_INTERVAL_SECONDS = 600
 
@@ -33,3 +35,24 @@ def new_videos_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):
         tags=shard_range_tags(shards[0], shards[-1]),
         run_config={"ops": {"item_embeddings": {"config": {"mode": "missing", "versions": "live"}}}},
     )
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reports every failed run (job, run id, failed steps and their errors) to the webhook in "
+    "TWOTOWER_ALERT_WEBHOOK_URL; does nothing when it is unset.",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext, alert_webhook: AlertWebhook):
+    run = context.dagster_run
+    steps = [f"{event.step_key}: {step_failure_reason(event)}" for event in context.get_step_failure_events()]
+    payload = {
+        "text": f"twotower_pipeline: run {run.run_id} of {run.job_name} failed",
+        "job": run.job_name,
+        "run_id": run.run_id,
+        "failure": context.failure_event.message,
+        "failed_steps": steps,
+    }
+    if not alert_webhook.send(payload):
+        return dg.SkipReason("no TWOTOWER_ALERT_WEBHOOK_URL configured")
+    return None

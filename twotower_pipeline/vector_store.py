@@ -108,7 +108,7 @@ def write_user_vectors(
                          ("text", "uuid", "vector", "timestamptz"), rows)
 
 
-def build_item_index(conn: psycopg.Connection, version: str, m: int = 16, ef_construction: int = 64) -> None:
+def build_item_index(conn: psycopg.Connection, version: str, m: int = 16, ef_construction: int = 128) -> None:
     conn.execute("select public.two_tower_build_item_index(%s, %s, %s)", (version, m, ef_construction))
 
 

@@ -151,6 +151,8 @@ def test_the_gate_rejects_a_worse_candidate_and_rollback_restores_a_kept_version
 
     # A candidate that cannot clear the bar is rejected: visible, recorded, and nothing switches.
     strict = {"ops": {**QUICK_TRAINING["ops"], "active_model_version": {"config": {"min_improvement": 1.0}}}}
+    instance = dg.DagsterInstance.get()
+    activation_before = instance.get_latest_materialization_event(dg.AssetKey("active_model_version"))
     rejected = run_weekly_retrain(published.settings, strict)
     assert rejected.success, rejected.reasons
     assert any("promotion_gate" in r and "the champion stays" in r for r in rejected.reasons)
@@ -163,6 +165,14 @@ def test_the_gate_rejects_a_worse_candidate_and_rollback_restores_a_kept_version
     assert client.get_run(run_id).data.tags["twotower.promotion"] == "rejected"
     assert client.get_model_version_by_alias("twotower_item_tower", "candidate").tags["twotower.version"] == candidate
     assert client.get_model_version_by_alias("twotower_item_tower", "champion").tags["twotower.version"] == champion
+    # No new materialisation of the active version: its freshness still dates from the last activation.
+    activation_after = instance.get_latest_materialization_event(dg.AssetKey("active_model_version"))
+    assert activation_after.run_id == activation_before.run_id
+    status = CliRunner().invoke(main, ["status"])
+    assert status.exit_code == 0, status.output
+    assert f"active model: {champion}" in status.output and "fresh" in status.output
+    assert f"latest candidate: {candidate} (rejected" in status.output
+    assert "last weekly retrain: success" in status.output
 
     # A candidate at least as good as the champion on the same holdout goes live.
     better = run_weekly_retrain(published.settings, QUICK_TRAINING)

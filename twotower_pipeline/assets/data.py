@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS, read_catalogue, read_likes, read_profiles
+from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES
 from twotower_pipeline.resources import AppDatabase
 from twotower_pipeline.validation import (
     QualityRules,
@@ -40,7 +41,8 @@ class LikesWindow:
 @dg.asset(
     group_name=GROUP,
     kinds={"postgres", "pandas"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="Snapshot of the app's catalogue: videos with genre, maker, price, duration, text, "
     "performers and tags.",
 )
@@ -62,7 +64,8 @@ def videos(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[
 @dg.asset(
     group_name=GROUP,
     kinds={"postgres", "pandas"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="The app's likes of the training window (default: the last six months), as stored.",
 )
 def raw_likes(
@@ -86,7 +89,8 @@ def raw_likes(
 @dg.asset(
     group_name=GROUP,
     kinds={"postgres", "pandas"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="Users' optional demographics (age range, region) from the app's profiles table; "
     "empty where the app has none (the user tower then treats every user's demographics as unknown).",
 )
@@ -112,7 +116,8 @@ def _quality_table(data: TrainingData) -> str:
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "great_expectations"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="Cleaned catalogue and likes, validated with Great Expectations. Bad rows are counted "
     "and dropped or repaired; too many of them fail the blocking data-quality check, which stops "
     "the line before training.",

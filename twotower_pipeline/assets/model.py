@@ -13,12 +13,13 @@ import dagster as dg
 import numpy as np
 
 from twotower_pipeline import vector_store
+from twotower_pipeline.assets import OWNERS, TRAINING_POOL, TRANSIENT_RETRIES
 from twotower_pipeline.model.dataset import HoldoutConfig
 from twotower_pipeline.model.evaluation import SEED_TARGETS
 from twotower_pipeline.model.export import ExportedTower, export_and_check
 from twotower_pipeline.model.negatives import NegativeMix
 from twotower_pipeline.model.towers import TowerConfig
-from twotower_pipeline.model.training import TrainedTwoTower, TrainingConfig, train_two_tower
+from twotower_pipeline.model.training import TrainedTwoTower, TrainingConfig, TrainingDataError, train_two_tower
 from twotower_pipeline.publishing import rescore_version
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.validation import TrainingData
@@ -178,11 +179,13 @@ def _png_to_array(png: bytes) -> np.ndarray:
 @dg.asset(
     group_name=GROUP,
     kinds={"tensorflow", "mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="Two-tower model (user and item towers, 64-d, dot-product score) trained on the likes "
     "window, scored on each user's most recent likes against popularity, ItemKNN and the current "
     "champion (re-scored on the same holdout), with permutation feature importance. One MLflow run "
     "per training.",
+    pool=TRAINING_POOL,
     check_specs=[dg.AssetCheckSpec(
         "model_quality", asset="two_tower_model", blocking=True,
         description="Metrics are finite and the model beats the popularity baseline on Recall@50.",
@@ -208,8 +211,12 @@ def two_tower_model(
             mlflow.log_metrics({f"epoch_{k}": v for k, v in logs.items()}, step=epoch)
             context.log.info(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
 
-        trained = train_two_tower(training_data.catalogue, training_data.likes, training_config, on_epoch_end,
-                                  importance=config.feature_importance, profiles=training_data.profiles)
+        try:
+            trained = train_two_tower(training_data.catalogue, training_data.likes, training_config, on_epoch_end,
+                                      importance=config.feature_importance, profiles=training_data.profiles)
+        except (TrainingDataError, ValueError) as error:
+            mlflow.set_tag("twotower.failure", str(error))
+            raise dg.Failure(f"training stopped: {error}", allow_retries=False) from error
         champion_version, champion_metrics, champion_note = _rescore_champion(app_db, trained)
         directory = model_store.version_dir(version)
         trained.save(directory)
@@ -323,7 +330,8 @@ def parity_samples(trained: TrainedTwoTower, size: int = 256, seed: int = 0) -> 
 @dg.asset(
     group_name=GROUP,
     kinds={"onnx", "mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="Both towers exported with tf2onnx, checked against TensorFlow in ONNX Runtime, "
     "registered in MLflow (alias 'candidate') and recorded as a candidate model version with its "
     "feature importance.",

@@ -8,6 +8,7 @@ import dagster as dg
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
+from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES
 from twotower_pipeline.assets.model import OnnxTowers
 from twotower_pipeline.promotion import decide_promotion
 from twotower_pipeline.publishing import (
@@ -19,6 +20,7 @@ from twotower_pipeline.publishing import (
     load_version,
 )
 from twotower_pipeline.resources import AppDatabase, MlflowTracking
+from twotower_pipeline.status import ACTIVE_MODEL_MAX_AGE_DAYS
 
 GROUP = "serving"
 
@@ -31,7 +33,7 @@ class ServingConfig(dg.Config):
     primary_metric: str = "recall_at_50"  # the promotion gate's measure
     min_improvement: float = 0.0  # how much better than the champion a candidate must be
     hnsw_m: int = 16
-    hnsw_ef_construction: int = 64
+    hnsw_ef_construction: int = 128  # recall@10 0.94 at 64, 0.999 at 128 (bench/serving_benchmark.py)
     keep_versions: int = vector_store.KEEP_VERSIONS
 
 
@@ -76,7 +78,8 @@ def _shard_table(reports: dict[str, EmbeddingReport], shards: list[str]) -> str:
 @dg.asset(
     group_name=GROUP,
     kinds={"onnx", "pgvector"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     partitions_def=catalogue_shards,
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="64-d item vectors, one partition per catalogue shard (first hex digit of the video id). "
@@ -89,7 +92,7 @@ def item_embeddings(
 ) -> dg.MaterializeResult:
     if config.mode not in ("replace", "missing") or config.versions not in ("newest", "live"):
         raise dg.Failure(f"item_embeddings config: mode must be 'replace' or 'missing' (got {config.mode!r}) and "
-                         f"versions 'newest' or 'live' (got {config.versions!r})")
+                         f"versions 'newest' or 'live' (got {config.versions!r})", allow_retries=False)
     shards = list(context.partition_keys)
     url = app_db.resolved_url()
     with app_db.connect() as conn:
@@ -115,6 +118,7 @@ def item_embeddings(
         "norm_mean": dg.MetadataValue.float(sum(r.norm_mean for r in norms) / len(norms) if norms else 0.0),
         "norm_max": dg.MetadataValue.float(max((r.norm_max for r in norms), default=0.0)),
         "rows_per_shard": dg.MetadataValue.md(_shard_table(reports, shards)),
+        "phase_seconds": dg.MetadataValue.json({v: r.phase_seconds for v, r in reports.items()}),
     }
     return dg.MaterializeResult(metadata=metadata)
 
@@ -122,7 +126,8 @@ def item_embeddings(
 @dg.asset(
     group_name=GROUP,
     kinds={"onnx", "pgvector"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     description="64-d vectors of every user with likes in the window, from the newest exported user tower.",
 )
 def user_embeddings(
@@ -139,8 +144,12 @@ def user_embeddings(
 @dg.asset(
     group_name=GROUP,
     kinds={"postgres"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
+    retry_policy=TRANSIENT_RETRIES,
     deps=[item_embeddings],
+    # Materialised only when a version is activated, so freshness tracks the live model's age.
+    output_required=False,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=ACTIVE_MODEL_MAX_AGE_DAYS)),
     description="The model version the app serves. The promotion gate compares the candidate with the "
     "champion on the candidate's holdout; a candidate at least as good gets its HNSW index, any video or "
     "user that arrived meanwhile is embedded, completeness is checked, and both towers switch in one "
@@ -169,7 +178,7 @@ def active_model_version(
     if user_embeddings.version != version:
         raise dg.Failure(
             f"user embeddings are of version {user_embeddings.version}, item towers of {version}; "
-            "re-run user_embeddings for the newest version"
+            "re-run user_embeddings for the newest version", allow_retries=False,
         )
     url = app_db.resolved_url()
     now = datetime.now(UTC)
@@ -213,16 +222,16 @@ def active_model_version(
             vector_store.reject_version(conn, version, decision.reason)
         context.log.warning(f"candidate {version} rejected: {decision.reason}")
     yield _completeness_result(_completeness(app_db, version, now, config.window_days))
+    if not decision.promote:
+        return  # no new materialisation: the active version is unchanged (see the promotion_gate check)
     metadata = {
-        "outcome": dg.MetadataValue.text("activated" if decision.promote else "rejected"),
+        "active_version": dg.MetadataValue.text(version),
         "reason": dg.MetadataValue.text(decision.reason),
-        "active_version": dg.MetadataValue.text(version if decision.promote else (active_now or "none")),
-        "candidate_version": dg.MetadataValue.text(version),
         "previous_version": dg.MetadataValue.text(previous or "none"),
         "dropped_versions": dg.MetadataValue.json(dropped),
     }
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
-    yield dg.MaterializeResult(metadata=metadata)
+    yield dg.Output(None, metadata=metadata)
 
 
 def _completeness(app_db: AppDatabase, version: str, now: datetime, window_days: int) -> vector_store.Completeness:

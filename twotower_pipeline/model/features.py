@@ -252,29 +252,35 @@ def _age_days(created_at: pd.Series, reference_time: datetime) -> np.ndarray:
 
 
 def _padded_lookup(lists: pd.Series, vocabulary: Vocabulary, width: int) -> np.ndarray:
+    """Vocabulary indices of each row's list, front-aligned and zero-padded to ``width``."""
     out = np.zeros((len(lists), width), dtype=np.int64)
-    for row, values in enumerate(lists):
-        if isinstance(values, (list, tuple, np.ndarray)) and len(values):
-            ids = vocabulary.lookup(values[:width])
-            out[row, : len(ids)] = ids
+    lengths = lists.map(lambda v: len(v) if isinstance(v, (list, tuple, np.ndarray)) else 0).to_numpy()
+    if lengths.sum() == 0:
+        return out
+    rows = np.repeat(np.arange(len(lists)), lengths)
+    values = [value for v, n in zip(lists, lengths) if n for value in v]
+    position = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    keep = position < width
+    out[rows[keep], position[keep]] = vocabulary.lookup(np.asarray(values, dtype=object)[keep])
     return out
 
 
 def _text_terms(spec: FeatureSpec, catalogue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each video's TEXT_TERMS highest-weighted TF-IDF terms (index, weight), zero-padded."""
     n = len(catalogue)
     idx = np.zeros((n, TEXT_TERMS), dtype=np.int64)
     weight = np.zeros((n, TEXT_TERMS), dtype=np.float32)
     if not spec.text_terms or n == 0:
         return idx, weight
     matrix = spec.text_vectorizer().transform(catalogue_text(catalogue)).tocsr()
-    for row in range(n):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        if start == end:
-            continue
-        cols, vals = matrix.indices[start:end], matrix.data[start:end]
-        keep = np.argsort(-vals, kind="stable")[:TEXT_TERMS]
-        idx[row, : len(keep)] = cols[keep] + FIRST_INDEX
-        weight[row, : len(keep)] = vals[keep]
+    matrix.sort_indices()
+    rows = np.repeat(np.arange(n), np.diff(matrix.indptr))
+    order = np.lexsort((-matrix.data, rows))  # by row, then by weight (descending); stable
+    rows = rows[order]
+    rank = np.arange(len(order)) - matrix.indptr[rows]
+    keep = rank < TEXT_TERMS
+    idx[rows[keep], rank[keep]] = matrix.indices[order][keep] + FIRST_INDEX
+    weight[rows[keep], rank[keep]] = matrix.data[order][keep]
     return idx, weight
 
 
