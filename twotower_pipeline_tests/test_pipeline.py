@@ -1,6 +1,14 @@
 """The whole asset graph on real components (PostgreSQL + pgvector, TensorFlow, ONNX Runtime,
 MLflow store, Dagster instance), materialised in-process on small demo data."""
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +19,10 @@ import pytest
 from twotower_pipeline import db
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
 from twotower_pipeline.retrain import RetrainOutcome, run_weekly_retrain
-from twotower_pipeline.settings import Settings
+from twotower_pipeline.settings import PROJECT_ROOT, Settings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 LINEAGE = ["videos", "raw_likes", "user_profiles", "training_data", "two_tower_model", "onnx_towers",
            "item_embeddings", "user_embeddings", "active_model_version"]
@@ -32,8 +43,9 @@ def published(tmp_path_factory, postgres_server) -> PipelineState:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("TWOTOWER_HOME", str(home))
         env.setenv("TWOTOWER_DATABASE_URL", url)
-        env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        env.delenv("DAGSTER_HOME", raising=False)
+        # Set (not just defaulted) so that they are restored when the module is done.
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
+        env.setenv("DAGSTER_HOME", str(home / "dagster"))
         settings = Settings.from_env()
         settings.export_defaults()
         with db.connect(url) as conn:
@@ -194,3 +206,115 @@ def test_the_gate_rejects_a_worse_candidate_and_rollback_restores_a_kept_version
     assert result.exit_code == 1 and "unknown" in result.output
     result = CliRunner().invoke(main, ["rollback", "--to", newest])
     assert result.exit_code == 0 and _active(published.url) == newest
+
+
+# -- the UIs, as the ops team sees them (headless Chromium) ----------------------------------------
+SCREENSHOTS = PROJECT_ROOT / "test-output" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1600,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _serve(command: list[str], url: str, seconds: float = 180) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{command[0]} exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return process
+        except OSError:
+            time.sleep(1)
+    os.killpg(process.pid, signal.SIGTERM)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _page(driver, url: str, expected: list[str], screenshot: str, seconds: float = 60, ready=lambda text: True) -> str:
+    """Open url, dismiss Dagster's newsletter prompt like a person would, wait for every expected text
+    (and for ``ready(text)``), save a screenshot."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    deadline = time.monotonic() + seconds
+    text = ""
+    while time.monotonic() < deadline:
+        for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
+            if button.is_displayed():
+                button.click()
+        text = driver.find_element(By.TAG_NAME, "body").text
+        if all(item in text for item in expected) and ready(text) and "Loading..." not in text:
+            break
+        time.sleep(1)
+    driver.save_screenshot(str(SCREENSHOTS / f"{screenshot}.png"))
+    missing = [item for item in expected if item not in text]
+    assert not missing and ready(text), f"{url} does not show {missing or 'what was expected'}; see {screenshot}.png"
+    return text
+
+
+def test_the_dagster_ui_shows_the_lineage_materialisations_schedule_and_partitions(published, browser):
+    port = _free_port()
+    webserver = _serve([str(Path(sys.executable).with_name("dagster-webserver")), "-w",
+                        str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                       f"http://127.0.0.1:{port}/server_info")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Every asset of the lineage with its latest materialisation (all but the partitioned one).
+        _page(browser, f"{base}/assets", LINEAGE, "dagster-assets",
+              ready=lambda text: text.count("Materialized") >= len(LINEAGE) - 1)
+        groups = {"app_data": ["videos", "raw_likes", "user_profiles", "training_data"],
+                  "model": ["two_tower_model", "onnx_towers"],
+                  "serving": ["item_embeddings", "user_embeddings", "active_model_version"]}
+        for group, assets in groups.items():
+            page = _page(browser, f"{base}/locations/twotower_pipeline/asset-groups/{group}",
+                         assets + ["Materialized"], f"dagster-lineage-{group}")
+            if group == "serving":
+                assert "16 partitions" in page and "100% filled" in page
+        _page(browser, f"{base}/automation",
+              ["weekly_retrain_schedule", "Monday", "new_videos_sensor", "run_failure_alert"], "dagster-automation")
+        _page(browser, f"{base}/assets/item_embeddings?view=partitions",
+              ["Materialized (16)", "Missing (0)"] + list("0123456789abcdef"), "dagster-item-embedding-partitions")
+        _page(browser, f"{base}/assets/two_tower_model?view=events",
+              ["recall_at_50", "popularity_recall_at_50", "mlflow_run"], "dagster-model-metadata")
+    finally:
+        os.killpg(webserver.pid, signal.SIGTERM)
+        webserver.wait(timeout=60)
+
+
+def test_the_mlflow_ui_shows_the_run_metrics_and_the_champion(published, browser):
+    port = _free_port()
+    server = _serve([str(Path(sys.executable).with_name("twotower")), "mlflow-ui", "--port", str(port)],
+                    f"http://127.0.0.1:{port}/health")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with db.connect(published.url) as conn:
+            version, run_id = conn.execute("select version, mlflow_run_id from public.embedding_model_versions "
+                                           "where is_active limit 1").fetchone()
+        experiment = mlflow.MlflowClient(published.settings.mlflow_tracking_uri).get_run(run_id).info.experiment_id
+        _page(browser, f"{base}/#/experiments/{experiment}/runs/{run_id}",
+              [version, "recall_at_50", "ndcg_at_10", "item_knn_recall_at_50", "epoch_loss"], "mlflow-run")
+        _page(browser, f"{base}/#/models/twotower_item_tower", ["twotower_item_tower", "champion", version],
+              "mlflow-model-item-tower")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

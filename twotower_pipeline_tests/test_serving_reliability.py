@@ -39,11 +39,13 @@ def served(tmp_path_factory, postgres_server) -> State:
     with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
         conn.execute(f"create database {name} template twotower_template")
     url = postgres_server.url().rpartition("/")[0] + "/" + name
+    home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("TWOTOWER_HOME", str(tmp_path_factory.mktemp("home")))
+        env.setenv("TWOTOWER_HOME", str(home))
         env.setenv("TWOTOWER_DATABASE_URL", url)
-        env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        env.delenv("DAGSTER_HOME", raising=False)
+        # Set (not just defaulted) so that they are restored when the module is done.
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
+        env.setenv("DAGSTER_HOME", str(home / "dagster"))
         settings = Settings.from_env()
         settings.export_defaults()
         with db.connect(url) as conn:
