@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from twotower_pipeline.assets import data, model, serving
-from twotower_pipeline.jobs import refresh_item_embeddings, weekly_retrain, weekly_retrain_schedule
+from twotower_pipeline.jobs import asset_jobs, run_executor, weekly_retrain_schedule
 from twotower_pipeline.resources import AlertWebhook, AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.sensors import new_videos_sensor, run_failure_alert
 from twotower_pipeline.settings import ALERT_WEBHOOK_ENV, DATABASE_URL_ENV, MLFLOW_TRACKING_URI_ENV, Settings
@@ -27,9 +27,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
             artifact_location=settings.mlflow_artifacts_dir.as_uri() if local_mlflow else None,
             ui_url=os.environ.get("MLFLOW_UI_URL"),
         ),
-        "model_store": ModelStore(base_path=str(settings.models_dir)),
+        "model_store": ModelStore(base_path=settings.model_store, cache_dir=str(settings.cache_dir)),
         "alert_webhook": AlertWebhook(url=_from_env_or(ALERT_WEBHOOK_ENV, None)),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "assets")),
+        # The same IO manager locally and in the cloud: only its base path (a folder or s3://...) changes.
+        "io_manager": dg.FilesystemIOManager(base_dir=settings.asset_storage),
     }
 
 
@@ -37,7 +38,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=dg.load_assets_from_modules([data, model, serving]),
-        jobs=[weekly_retrain, refresh_item_embeddings],
+        jobs=asset_jobs(run_executor(settings.executor)),
         schedules=[weekly_retrain_schedule],
         sensors=[new_videos_sensor, run_failure_alert],
         resources=build_resources(settings),

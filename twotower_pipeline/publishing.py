@@ -32,6 +32,8 @@ from twotower_pipeline.model.features import (
     popularity_counts,
 )
 from twotower_pipeline.model.training import PreparedTraining, attach_catalogue_rows, score_towers
+from twotower_pipeline.model_files import local_copy
+from twotower_pipeline.settings import Settings
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 _ONNX_BATCH = 4096
@@ -52,7 +54,10 @@ class ServingModel:
 
     @classmethod
     def load(cls, version: str, user_tower_path: str, item_tower_path: str, feature_spec_path: str) -> ServingModel:
-        return cls(version, FeatureSpec.load(Path(feature_spec_path)), Path(user_tower_path), Path(item_tower_path))
+        """Load a version's towers and feature spec from local paths or object-storage URLs."""
+        cache = Settings.from_env().home / "cache"
+        return cls(version, FeatureSpec.load(local_copy(feature_spec_path, cache)),
+                   local_copy(user_tower_path, cache), local_copy(item_tower_path, cache))
 
     def item_vectors(self, catalogue: pd.DataFrame, popularity: np.ndarray, as_of: datetime) -> np.ndarray:
         return self.embed_items(item_features(self.spec, catalogue, popularity, as_of))

@@ -15,7 +15,7 @@ import dagster as dg
 import psycopg
 import sqlalchemy
 
-from twotower_pipeline import db
+from twotower_pipeline import db, model_files
 from twotower_pipeline.db.embedded import EmbeddedPostgres
 
 
@@ -81,14 +81,26 @@ class MlflowTracking(dg.ConfigurableResource):
 
 
 class ModelStore(dg.ConfigurableResource):
-    """Where a version's files (weights, feature spec, ONNX towers) are kept."""
+    """Where a version's files (weights, feature spec, ONNX towers) are kept: a local folder, or an
+    object-storage URL (s3://..., with its fsspec package) when steps run on different machines."""
 
     base_path: str
+    cache_dir: str
 
     def version_dir(self, version: str) -> Path:
-        path = Path(self.base_path) / version
+        """The local folder a step writes the version's files into."""
+        root = Path(self.cache_dir) / "work" if model_files.is_remote(self.base_path) else Path(self.base_path)
+        path = root / version
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def publish(self, version: str) -> str:
+        """Make the version's files available to every step; return their location."""
+        return model_files.publish_dir(self.version_dir(version), self.base_path, version)
+
+    def local(self, location: str) -> Path:
+        """A local path for a published file or folder."""
+        return model_files.local_copy(location, Path(self.cache_dir))
 
 
 class AlertWebhook(dg.ConfigurableResource):

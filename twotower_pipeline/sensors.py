@@ -4,7 +4,7 @@ are reported to a webhook."""
 import dagster as dg
 
 from twotower_pipeline import vector_store
-from twotower_pipeline.jobs import refresh_item_embeddings, shard_range_tags
+from twotower_pipeline.jobs import REFRESH_ITEM_EMBEDDINGS, shard_range_tags
 from twotower_pipeline.resources import AlertWebhook, AppDatabase
 from twotower_pipeline.retrain import step_failure_reason
 
@@ -12,7 +12,7 @@ NEW_VIDEOS_INTERVAL_SECONDS = 600
 
 
 @dg.sensor(
-    job=refresh_item_embeddings,
+    job_name=REFRESH_ITEM_EMBEDDINGS,
     minimum_interval_seconds=NEW_VIDEOS_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Every 10 minutes: if catalogue videos lack a vector of the active version (or of a "

@@ -23,6 +23,9 @@ MIGRATIONS_DIR_ENV = "TWOTOWER_MIGRATIONS_DIR"
 MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
 ALERT_WEBHOOK_ENV = "TWOTOWER_ALERT_WEBHOOK_URL"
+MODEL_STORE_ENV = "TWOTOWER_MODEL_STORE"
+ASSET_STORAGE_ENV = "TWOTOWER_ASSET_STORAGE"
+EXECUTOR_ENV = "TWOTOWER_EXECUTOR"
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,22 @@ class Settings:
         return self.home / "mlflow" / "artifacts"
 
     @property
-    def models_dir(self) -> Path:
-        return self.home / "models"
+    def model_store(self) -> str:
+        """A folder or an object-storage URL (e.g. s3://bucket/models) for the versions' files."""
+        return os.environ.get(MODEL_STORE_ENV) or str(self.home / "models")
+
+    @property
+    def asset_storage(self) -> str:
+        """Base path of the intermediate assets (the IO manager): a folder or an object-storage URL."""
+        return os.environ.get(ASSET_STORAGE_ENV) or str(self.home / "assets")
+
+    @property
+    def executor(self) -> str:
+        return os.environ.get(EXECUTOR_ENV) or "in_process"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
 
     @property
     def uses_embedded_database(self) -> bool:

@@ -7,7 +7,6 @@ import io
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -52,6 +51,7 @@ class TrainingRunConfig(dg.Config):
     holdout_fraction: float = 0.2
     seed: int = 42
     feature_importance: bool = True
+    distribution: str = "none"  # "mirrored": train on every visible GPU with tf.distribute
 
     def to_training_config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -67,6 +67,7 @@ class TrainingRunConfig(dg.Config):
             hard_negative_pool=self.hard_negative_pool,
             early_stopping_patience=self.early_stopping_patience,
             seed=self.seed,
+            distribution=self.distribution,
             tower=TowerConfig(embedding_dim=self.embedding_dim, dropout=self.dropout),
             holdout=HoldoutConfig(holdout_fraction=self.holdout_fraction),
         )
@@ -87,8 +88,8 @@ class ModelArtifacts:
     champion_metrics: dict[str, float] = field(default_factory=dict)
     champion_note: str = ""
 
-    def load(self) -> TrainedTwoTower:
-        return TrainedTwoTower.load(Path(self.directory))
+    def load(self, model_store: ModelStore) -> TrainedTwoTower:
+        return TrainedTwoTower.load(model_store.local(self.directory))
 
 
 @dataclass
@@ -236,8 +237,9 @@ def two_tower_model(
         mlflow.log_artifact(str(directory / "feature_spec.json"))
         run_id = run.info.run_id
 
-    artifacts = ModelArtifacts(version, str(directory), run_id, trained.metrics, trained.baselines, trained.stats,
-                               trained.feature_importance, champion_version, champion_metrics, champion_note)
+    artifacts = ModelArtifacts(version, model_store.publish(version), run_id, trained.metrics, trained.baselines,
+                               trained.stats, trained.feature_importance, champion_version, champion_metrics,
+                               champion_note)
     metadata = {
         "version": dg.MetadataValue.text(version),
         "loss": dg.MetadataValue.text(training_config.loss),
@@ -345,15 +347,19 @@ def onnx_towers(
     two_tower_model: ModelArtifacts,
     mlflow_tracking: MlflowTracking,
     app_db: AppDatabase,
+    model_store: ModelStore,
 ):
     import mlflow
     import onnx
 
-    trained = two_tower_model.load()
-    directory = Path(two_tower_model.directory)
+    trained = two_tower_model.load(model_store)
+    directory = model_store.version_dir(two_tower_model.version)
+    if not (directory / "feature_spec.json").exists():
+        trained.spec.save(directory / "feature_spec.json")
     user_sample, item_sample = parity_samples(trained)
     user = export_and_check(trained.user_tower, directory / "user_tower.onnx", user_sample)
     item = export_and_check(trained.item_tower, directory / "item_tower.onnx", item_sample)
+    location = model_store.publish(two_tower_model.version)
     problems = [
         f"{name}: {problem}"
         for name, tower in (("user tower", user), ("item tower", item))
@@ -378,9 +384,9 @@ def onnx_towers(
             vector_store.register_version(
                 conn,
                 two_tower_model.version,
-                [vector_store.TowerRecord("user_tower", str(user.path), registered["user_tower"]),
-                 vector_store.TowerRecord("item_tower", str(item.path), registered["item_tower"])],
-                feature_spec_path=str(directory / "feature_spec.json"),
+                [vector_store.TowerRecord("user_tower", f"{location}/user_tower.onnx", registered["user_tower"]),
+                 vector_store.TowerRecord("item_tower", f"{location}/item_tower.onnx", registered["item_tower"])],
+                feature_spec_path=f"{location}/feature_spec.json",
                 mlflow_run_id=two_tower_model.mlflow_run_id,
                 metrics={**two_tower_model.metrics, **{
                     f"{baseline}_{name}": value
@@ -393,9 +399,9 @@ def onnx_towers(
     yield dg.Output(
         OnnxTowers(
             version=two_tower_model.version,
-            user_tower_path=str(user.path),
-            item_tower_path=str(item.path),
-            feature_spec_path=str(directory / "feature_spec.json"),
+            user_tower_path=f"{location}/user_tower.onnx",
+            item_tower_path=f"{location}/item_tower.onnx",
+            feature_spec_path=f"{location}/feature_spec.json",
             mlflow_run_id=two_tower_model.mlflow_run_id,
             metrics=two_tower_model.metrics,
             champion_version=two_tower_model.champion_version,

@@ -81,6 +81,9 @@ class TrainingConfig:
     hard_negative_pool: int = 200
     early_stopping_patience: int = 3
     seed: int = 42
+    # "none": the default device(s); "mirrored": tf.distribute.MirroredStrategy over every visible GPU
+    # (the batch is split across replicas, so the in-batch negatives are per replica).
+    distribution: str = "none"
     min_training_examples: int = 100
     tower: TowerConfig = field(default_factory=TowerConfig)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
@@ -89,6 +92,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.distribution not in ("none", "mirrored"):
+            raise ValueError(f"distribution must be 'none' or 'mirrored', got {self.distribution!r}")
 
     def flat_params(self) -> dict[str, object]:
         """Every hyper-parameter as one flat mapping (for MLflow params)."""
@@ -426,6 +431,12 @@ def permutation_importance(trained: TrainedTwoTower, prepared: PreparedTraining,
     return importance
 
 
+def _strategy(config: TrainingConfig):
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if config.distribution == "mirrored" else tf.distribute.get_strategy()
+
+
 def train_two_tower(
     catalogue: pd.DataFrame,
     likes: pd.DataFrame,
@@ -446,10 +457,11 @@ def train_two_tower(
         sampler = NegativeSampler(prepared.sequences.rows, counts, config.negative_mix, config.hard_negative_pool,
                                   seed=config.seed)
 
-    user_tower = build_user_tower(prepared.spec, config.tower)
-    item_tower = build_item_tower(prepared.spec, config.tower)
-    model = TwoTowerRetrieval(user_tower, item_tower, config)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    with _strategy(config).scope():
+        user_tower = build_user_tower(prepared.spec, config.tower)
+        item_tower = build_item_tower(prepared.spec, config.tower)
+        model = TwoTowerRetrieval(user_tower, item_tower, config)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     callbacks: list[keras.callbacks.Callback] = [
         EpochEvaluation(prepared, sampler),
         keras.callbacks.EarlyStopping(monitor="val_recall_at_50", mode="max",
