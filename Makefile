@@ -5,8 +5,17 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Deno and the Supabase CLI (npm packages, pinned in .tools/package-lock.json) for the Edge
+# Functions' tests; Deno's own npm cache (the functions' pinned dependencies) lives beside them.
+TOOLS := .tools
+TOOLS_STAMP := $(TOOLS)/node_modules/.installed
+DENO := $(CURDIR)/$(TOOLS)/node_modules/.bin/deno
+export DENO_DIR ?= $(CURDIR)/$(TOOLS)/deno
+# Debian's Chromium and ChromeDriver for the browser tests of the Dagster and MLflow UIs.
+BROWSER_STAMP := $(VENV)/.browser
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test bench lint ui mlflow-ui
+.PHONY: install tools demo test bench bench-edge lint ui mlflow-ui
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,17 +25,36 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(TOOLS_STAMP): $(TOOLS)/package.json $(TOOLS)/package-lock.json supabase/functions/deno.json supabase/functions/deno.lock
+	npm ci --prefix $(TOOLS) --no-audit --no-fund --loglevel=error
+	$(DENO) --version
+	$(TOOLS)/node_modules/.bin/supabase --version
+	cd supabase/functions && $(DENO) install --frozen --quiet --entrypoint */index.ts tests/*_test.ts
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+$(BROWSER_STAMP): $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+	touch $(BROWSER_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/twotower demo
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.demo_benchmark
 
-lint: $(STAMP)
+bench-edge: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/python -m bench.edge_benchmark
+
+lint: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/ruff check twotower_pipeline twotower_pipeline_tests bench
+	cd supabase/functions && $(DENO) lint
 
 ui: $(STAMP)
 	$(BIN)/twotower ui
