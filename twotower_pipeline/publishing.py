@@ -168,7 +168,8 @@ def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime
     demographics = Demographics.lookup(model.spec, sequences.user_ids, profiles)
     vectors = model.embed_users(tables.user_inputs(rows, ages, demographics))
     finite = np.isfinite(vectors).all(axis=1)
-    likes_until = [pd.Timestamp(t[-1], unit="s", tz="UTC").to_pydatetime() for t in sequences.times]
+    newest = likes.groupby("user_id")["created_at"].max()
+    likes_until = [newest[user].to_pydatetime() for user in sequences.user_ids]
     with db.connect(url) as conn:
         written = vector_store.write_user_vectors(
             conn, model.version, list(sequences.user_ids[finite]), vectors[finite],

@@ -173,16 +173,51 @@ def _like_rules(known_videos: set[str], as_of: datetime, rules: QualityRules) ->
     ]
 
 
+MAX_PRICE = 1_000_000  # yen; anything above is a data-entry error, not a price
+MAX_DURATION_SECONDS = 48 * 3600
+MAX_TEXT_CHARS = 20_000  # title + description; longer text is truncated
+MAX_LIST_ENTRIES = 100  # performers or tags of one video
+_CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _bad_price(f: pd.DataFrame) -> pd.Series:
+    return f["price"].notna() & ~((f["price"] >= 0) & (f["price"] <= MAX_PRICE))
+
+
+def _bad_duration(f: pd.DataFrame) -> pd.Series:
+    return f["duration_seconds"].notna() & ~((f["duration_seconds"] > 0)
+                                             & (f["duration_seconds"] <= MAX_DURATION_SECONDS))
+
+
+def _text_length(f: pd.DataFrame) -> pd.Series:
+    return f["title"].fillna("").astype(str).str.len() + f["description"].fillna("").astype(str).str.len()
+
+
+def _list_length(f: pd.DataFrame, column: str) -> pd.Series:
+    return f[column].map(lambda v: len(v) if isinstance(v, (list, tuple, np.ndarray)) else 0)
+
+
 def _video_rules(rules: QualityRules) -> list[_Rule]:
     return [
-        _Rule("price is a number >= 0", "videos",
-              lambda f: f["price"].notna() & ~(f["price"] >= 0),
+        _Rule(f"price is a number from 0 to {MAX_PRICE:,}", "videos", _bad_price,
               lambda f: "video " + f["id"] + " price " + f["price"].astype(str),
               rules.max_invalid_video_share, "treated as unknown price"),
-        _Rule("duration_seconds is > 0", "videos",
-              lambda f: f["duration_seconds"].notna() & ~(f["duration_seconds"] > 0),
+        _Rule(f"duration_seconds is > 0 and at most {MAX_DURATION_SECONDS:,}", "videos", _bad_duration,
               lambda f: "video " + f["id"] + " duration " + f["duration_seconds"].astype(str),
               rules.max_invalid_video_share, "treated as unknown duration"),
+        _Rule(f"title and description together at most {MAX_TEXT_CHARS:,} characters", "videos",
+              lambda f: _text_length(f) > MAX_TEXT_CHARS,
+              lambda f: "video " + f["id"] + " has " + _text_length(f).astype(str) + " characters",
+              1.0, "truncated"),
+        _Rule("title and description without control characters", "videos",
+              lambda f: (f["title"].fillna("").astype(str) + f["description"].fillna("").astype(str))
+              .str.contains(_CONTROL_CHARACTERS, regex=True),
+              lambda f: "video " + f["id"], 1.0, "control characters removed"),
+        _Rule(f"at most {MAX_LIST_ENTRIES} performers and {MAX_LIST_ENTRIES} tags", "videos",
+              lambda f: (_list_length(f, "performers") > MAX_LIST_ENTRIES) | (_list_length(f, "tags") > MAX_LIST_ENTRIES),
+              lambda f: "video " + f["id"] + " has " + _list_length(f, "performers").astype(str) + " performers, "
+              + _list_length(f, "tags").astype(str) + " tags",
+              1.0, "only the first performers and tags are used (8 and 16)"),
     ]
 
 
@@ -200,12 +235,16 @@ def clean_likes(likes: pd.DataFrame, known_videos: set[str], as_of: datetime) ->
 
 
 def clean_catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
-    """Impossible prices and durations become unknown; missing text becomes empty."""
+    """Impossible prices and durations become unknown; text is made safe (control characters
+    removed, truncated to MAX_TEXT_CHARS, missing text empty)."""
     clean = catalogue.copy()
-    clean.loc[~(clean["price"] >= 0), "price"] = np.nan
-    clean.loc[~(clean["duration_seconds"] > 0), "duration_seconds"] = np.nan
+    clean["price"] = clean["price"].astype(float)
+    clean["duration_seconds"] = clean["duration_seconds"].astype(float)
+    clean.loc[_bad_price(clean), "price"] = np.nan
+    clean.loc[_bad_duration(clean), "duration_seconds"] = np.nan
     for column in ("title", "description"):
-        clean[column] = clean[column].fillna("")
+        clean[column] = (clean[column].fillna("").astype(str).str.replace(_CONTROL_CHARACTERS, " ", regex=True)
+                         .str.slice(0, MAX_TEXT_CHARS))
     return clean
 
 

@@ -45,6 +45,20 @@ def create_version_partitions(conn: psycopg.Connection, version: str) -> None:
     conn.execute("select public.two_tower_create_version_partitions(%s)", (version,))
 
 
+def check_dimension(conn: psycopg.Connection, table: str, vectors: np.ndarray) -> None:
+    """Refuse to write vectors whose size is not the column's (e.g. a column altered by hand)."""
+    dimension = conn.execute(
+        "select atttypmod from pg_attribute where attrelid = %s::regclass and attname = 'embedding'",
+        (f"public.{table}",),
+    ).fetchone()[0]
+    if vectors.ndim != 2 or (len(vectors) and vectors.shape[1] != dimension):
+        size = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
+        raise ValueError(
+            f"column public.{table}.embedding is vector({dimension}) but the model makes {size}-d vectors; "
+            "restore the column as supabase/migrations define it (vector(64)) or export a 64-d model"
+        )
+
+
 def _copy_vectors(
     conn: psycopg.Connection, partition: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[tuple]
 ) -> int:
@@ -71,6 +85,7 @@ def write_item_vectors(
 ) -> int:
     """Write the version's item vectors of ``shards`` in the caller's transaction: replacing every row
     of those shards (a backfill), or only the rows of these videos (a top-up of new videos)."""
+    check_dimension(conn, ITEM_TABLE, np.asarray(vectors))
     partition = partition_name(conn, ITEM_TABLE, version)
     for shard in sorted(shards):
         # Two writers of one shard queue up here; the second replaces the first's rows.
@@ -97,6 +112,7 @@ def write_user_vectors(
     likes_until: Sequence[datetime],
 ) -> int:
     """Replace all of the version's user vectors with these, in the caller's transaction."""
+    check_dimension(conn, USER_TABLE, np.asarray(vectors))
     partition = partition_name(conn, USER_TABLE, version)
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{version}/users",))
     conn.execute(sql.SQL("truncate public.{}").format(sql.Identifier(partition)))

@@ -96,3 +96,36 @@ def test_tables_that_already_exist_in_the_app_database_are_left_as_they_are(empt
     apply_migrations(empty_database_url, migrations_dir)
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("select title from public.videos").fetchall() == [("already here",)]
+
+
+def test_a_database_without_pgvector_gets_a_clear_error_and_nothing_applied(empty_database_url, migrations_dir):
+    """A role that may create tables but not the extension, as on a server without pgvector."""
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    role = f"app_{secrets.token_hex(4)}"
+    database = empty_database_url.rpartition("/")[2]
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(f"create role {role} login password '{password}'")
+        conn.execute(f"grant create, connect on database {database} to {role}")
+        conn.execute(f"grant create on schema public to {role}")
+    host = empty_database_url.split("@", 1)[1]
+    with pytest.raises(MigrationError, match="needs the pgvector extension"):
+        apply_migrations(f"postgresql://{role}:{password}@{host}", migrations_dir)
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("select to_regclass('public.videos')").fetchone()[0] is None
+        assert conn.execute("select count(*) from supabase_migrations.schema_migrations").fetchone()[0] == 0
+
+
+def test_migrations_partly_applied_by_hand_are_completed(empty_database_url, migrations_dir):
+    first, *rest = discover_migrations(migrations_dir)
+    with psycopg.connect(empty_database_url) as conn:
+        conn.execute(first.sql.encode())  # someone ran the first file in psql, untracked
+        conn.execute("create table public.two_tower_item_embeddings (model_version text not null, "
+                     "video_id uuid not null, embedding vector(64) not null, popularity real not null default 0, "
+                     "created_at timestamptz not null default now(), primary key (model_version, video_id)) "
+                     "partition by list (model_version)")
+    applied = apply_migrations(empty_database_url, migrations_dir)
+    assert [m.version for m in applied] == [m.version for m in [first, *rest]]
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("select count(*) from public.recommend_videos(gen_random_uuid(), 3)").fetchone()[0] == 0

@@ -89,19 +89,40 @@ def test_many_likes_of_unknown_videos_block_training_with_examples():
     assert "video_id is a video of the catalogue" in outcome.describe() and "FAILED" in outcome.describe()
 
 
-def test_negative_and_impossible_prices_and_durations_become_unknown():
+def test_negative_zero_nan_and_absurd_prices_and_durations_become_unknown():
     catalogue = _catalogue()
     catalogue.loc[0, "price"] = -500.0
     catalogue.loc[1, "price"] = float("nan")
     catalogue.loc[2, "duration_seconds"] = 0
     catalogue.loc[3, "duration_seconds"] = -60
-    data = prepare_training_data(catalogue, _likes(catalogue), NOW, QualityRules(min_likes=10, max_invalid_video_share=0.2))
+    catalogue.loc[5, "price"] = 1e12
+    catalogue.loc[6, "duration_seconds"] = 10 * 365 * 86_400
+    data = prepare_training_data(catalogue, _likes(catalogue), NOW,
+                                 QualityRules(min_likes=10, max_invalid_video_share=0.2))
 
-    assert _outcome(data, "price is a number >= 0").bad_rows == 1  # a missing price is not a broken one
-    assert _outcome(data, "duration_seconds is > 0").bad_rows == 2
-    assert np.isnan(data.catalogue.loc[0, "price"]) and np.isnan(data.catalogue.loc[3, "duration_seconds"])
+    assert _outcome(data, "price is a number from 0").bad_rows == 2  # a missing price is not a broken one
+    assert _outcome(data, "duration_seconds is > 0").bad_rows == 3
+    assert np.isnan(data.catalogue.loc[0, "price"]) and np.isnan(data.catalogue.loc[5, "price"])
+    assert np.isnan(data.catalogue.loc[3, "duration_seconds"]) and np.isnan(data.catalogue.loc[6, "duration_seconds"])
     assert data.catalogue.loc[4, "price"] == 1000.0
     assert data.passed
+
+
+def test_hostile_text_and_huge_lists_are_cleaned_and_counted():
+    catalogue = _catalogue()
+    catalogue.loc[0, "title"] = "bad\x00\x07title\x1b[31m"
+    catalogue.loc[1, "description"] = "word " * 50_000
+    catalogue.at[2, "tags"] = [f"tag-{i}" for i in range(5_000)]
+    catalogue.loc[3, "title"] = "'); drop table public.videos; --"
+    data = prepare_training_data(catalogue, _likes(catalogue), NOW, QualityRules(min_likes=10))
+
+    assert data.passed
+    assert _outcome(data, "title and description without control characters").bad_rows == 1
+    assert _outcome(data, "title and description together at most").bad_rows == 1
+    assert _outcome(data, "at most 100 performers").bad_rows == 1
+    assert "\x00" not in data.catalogue.loc[0, "title"] and "\x1b" not in data.catalogue.loc[0, "title"]
+    assert len(data.catalogue.loc[1, "description"]) == 20_000
+    assert data.catalogue.loc[3, "title"] == "'); drop table public.videos; --"  # text is data, kept as is
 
 
 def test_an_empty_training_window_stops_the_line_with_a_readable_reason():

@@ -178,3 +178,17 @@ def test_retention_keeps_the_newest_versions_and_never_the_active_one(database_u
         with pytest.raises(ActivationRefused, match="no stored vectors"):
             vector_store.activate_version(conn, "v2", SINCE)
         assert vector_store.active_version(conn) == "v1"
+
+
+def test_vectors_of_the_wrong_size_or_a_column_altered_by_hand_are_refused(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 50, 3, 2)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        with pytest.raises(ValueError, match=r"vector\(64\) but the model makes 32-d vectors"):
+            vector_store.write_item_vectors(conn, "v1", ["0"], video_ids[:1], np.ones((1, 32), np.float32), np.ones(1))
+    with db.connect(database_url) as conn:
+        conn.execute("alter table public.two_tower_user_embeddings alter column embedding type vector(32) "
+                     "using subvector(embedding, 1, 32)")
+        with pytest.raises(ValueError, match=r"two_tower_user_embeddings.embedding is vector\(32\) .* 64-d"):
+            vector_store.write_user_vectors(conn, "v1", user_ids, _unit(np.random.default_rng(0), len(user_ids)),
+                                            [datetime.now(UTC)] * len(user_ids))

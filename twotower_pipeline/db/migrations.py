@@ -84,9 +84,9 @@ def apply_migrations(database_url: str, directory: Path) -> list[Migration]:
                 try:
                     conn.execute(sql.encode())
                 except psycopg.Error as error:
+                    message = error.diag.message_primary or str(error)
                     raise MigrationError(
-                        f"migration {migration.path.name} failed and was rolled back: "
-                        f"{error.diag.message_primary or error}"
+                        f"migration {migration.path.name} failed and was rolled back: {message}{_hint(message)}"
                     ) from error
                 conn.execute(
                     "insert into supabase_migrations.schema_migrations (version, name, statements) "
@@ -95,3 +95,12 @@ def apply_migrations(database_url: str, directory: Path) -> list[Migration]:
                 )
             applied_now.append(migration)
     return applied_now
+
+
+def _hint(message: str) -> str:
+    if "vector" in message and ("extension" in message or "type" in message):
+        return (". The database needs the pgvector extension (>= 0.8): on Supabase enable it under "
+                "Database > Extensions; elsewhere install it and run `create extension vector` as a superuser")
+    if "permission denied" in message:
+        return ". Connect as the database owner (on Supabase, the postgres role of the connection string)"
+    return ""
