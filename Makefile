@@ -15,7 +15,7 @@ export DENO_DIR ?= $(CURDIR)/$(TOOLS)/deno
 BROWSER_STAMP := $(VENV)/.browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install tools demo test bench bench-edge lint ui mlflow-ui
+.PHONY: install tools demo test test-slow bench bench-edge lint ui mlflow-ui
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(TOOLS_STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest
+
+# The load cases (50 clients for 60 s against recommend_videos and the Edge Function): ~6 minutes.
+test-slow: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/python -m pytest -m slow -s
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.demo_benchmark

@@ -12,7 +12,7 @@ import dagster as dg
 import numpy as np
 
 from twotower_pipeline import vector_store
-from twotower_pipeline.assets import OWNERS, TRAINING_POOL, TRANSIENT_RETRIES
+from twotower_pipeline.assets import OWNERS, TRAINING_POOL, TRANSIENT_RETRIES, disk_full_is_final
 from twotower_pipeline.model.dataset import HoldoutConfig
 from twotower_pipeline.model.evaluation import SEED_TARGETS
 from twotower_pipeline.model.export import ExportedTower, export_and_check
@@ -220,7 +220,8 @@ def two_tower_model(
             raise dg.Failure(f"training stopped: {error}", allow_retries=False) from error
         champion_version, champion_metrics, champion_note = _rescore_champion(app_db, trained)
         directory = model_store.version_dir(version)
-        trained.save(directory)
+        with disk_full_is_final(f"the model store ({directory})"):
+            trained.save(directory)
         mlflow.log_metrics({k: v for k, v in trained.metrics.items() if math.isfinite(v)})
         for baseline, values in trained.baselines.items():
             mlflow.log_metrics({f"{baseline}_{k}": v for k, v in values.items()})
@@ -237,7 +238,9 @@ def two_tower_model(
         mlflow.log_artifact(str(directory / "feature_spec.json"))
         run_id = run.info.run_id
 
-    artifacts = ModelArtifacts(version, model_store.publish(version), run_id, trained.metrics, trained.baselines,
+    with disk_full_is_final(f"the model store ({model_store.base_path})"):
+        location = model_store.publish(version)
+    artifacts = ModelArtifacts(version, location, run_id, trained.metrics, trained.baselines,
                                trained.stats, trained.feature_importance, champion_version, champion_metrics,
                                champion_note)
     metadata = {
@@ -357,9 +360,10 @@ def onnx_towers(
     if not (directory / "feature_spec.json").exists():
         trained.spec.save(directory / "feature_spec.json")
     user_sample, item_sample = parity_samples(trained)
-    user = export_and_check(trained.user_tower, directory / "user_tower.onnx", user_sample)
-    item = export_and_check(trained.item_tower, directory / "item_tower.onnx", item_sample)
-    location = model_store.publish(two_tower_model.version)
+    with disk_full_is_final(f"the model store ({directory})"):
+        user = export_and_check(trained.user_tower, directory / "user_tower.onnx", user_sample)
+        item = export_and_check(trained.item_tower, directory / "item_tower.onnx", item_sample)
+        location = model_store.publish(two_tower_model.version)
     problems = [
         f"{name}: {problem}"
         for name, tower in (("user tower", user), ("item tower", item))
