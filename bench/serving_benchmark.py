@@ -35,7 +35,7 @@ from twotower_pipeline.db.migrations import apply_migrations
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
 from twotower_pipeline.model.export import export_tower
 from twotower_pipeline.model.training import TrainingConfig, train_two_tower
-from twotower_pipeline.publishing import ServingModel, embed_item_shards, embed_users
+from twotower_pipeline.publishing import ServingModel, publish_item_vectors, publish_user_vectors
 from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
@@ -98,7 +98,7 @@ def main() -> None:
                     str(model_dir / "feature_spec.json"), None, {"recall_at_50": 0.0})
                 vector_store.create_version_partitions(conn, name)
 
-        report = timed("full re-embed (read+features+ONNX+COPY)", seconds, lambda: embed_item_shards(
+        report = timed("full re-embed (read+features+ONNX+COPY)", seconds, lambda: publish_item_vectors(
             url, model, list(vector_store.SHARDS), now))
         with db.connect(url) as conn:
             rows = conn.execute("select video_id::text, embedding, popularity from public.two_tower_item_embeddings "
@@ -117,7 +117,7 @@ def main() -> None:
         with db.connect(url, autocommit=True) as conn:
             timed("HNSW index build", seconds, lambda: vector_store.build_item_index(
                 conn, version, options.hnsw_m, options.ef_construction))
-        timed("user embeddings", seconds, lambda: embed_users(url, model, 183, now))
+        timed("user embeddings", seconds, lambda: publish_user_vectors(url, model, 183, now))
         with db.connect(url) as conn:
             vector_store.activate_version(conn, version, datetime(2000, 1, 1, tzinfo=UTC))
             conn.execute("select public.two_tower_drop_version(%s)", (floor_version,))

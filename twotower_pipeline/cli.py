@@ -146,12 +146,12 @@ def rollback(to_version: str | None) -> None:
         click.echo(f"{target} is already the active version")
         return
     try:
-        previous, _ = activate(url, load_version(record), window_days=LIKES_WINDOW_DAYS, now=datetime.now(UTC),
-                               keep_versions=KEEP_VERSIONS)
+        activation = activate(url, load_version(record), window_days=LIKES_WINDOW_DAYS, now=datetime.now(UTC),
+                              keep_versions=KEEP_VERSIONS, expected_active=active)
     except (vector_store.ActivationRefused, OSError) as error:
         _fail(f"rollback to {target} refused, {active or 'no version'} stays active: {error}")
     MlflowTracking(tracking_uri=settings.mlflow_tracking_uri).set_alias(target, "champion")
-    click.echo(f"active model version: {target} (was {previous or 'none'})")
+    click.echo(f"active model version: {target} (was {activation.previous or 'none'})")
 
 
 @main.command(help="Set up everything on the embedded default and run the whole pipeline on demo data.")
@@ -172,6 +172,9 @@ def demo(videos: int, users: int, likes: int, seed: int, reset: bool) -> None:
 
     started = time.perf_counter()
     settings = _settings()
+    if reset and not settings.uses_embedded_database:
+        _fail("--reset empties the app's tables; it only works on the embedded database, not on "
+              "TWOTOWER_DATABASE_URL")
     url = database.database_url(settings)
     applied = apply_migrations(url, settings.migrations_dir)
     click.echo(f"database ready ({'embedded' if settings.uses_embedded_database else 'configured'}), "
@@ -200,13 +203,12 @@ def demo(videos: int, users: int, likes: int, seed: int, reset: bool) -> None:
 
 def _print_summary(settings: Settings, users: int) -> None:
     from twotower_pipeline import db as database
+    from twotower_pipeline import vector_store
 
     url = database.database_url(settings)
     with database.connect(url) as conn:
-        active = conn.execute(
-            "select version, metrics, activated_at from public.embedding_model_versions "
-            "where is_active and model_type = 'item_tower'"
-        ).fetchone()
+        record = vector_store.active_record(conn)
+        active = None if record is None else (record.version, record.metrics, record.activated_at)
         counts = conn.execute(
             "select (select count(*) from public.videos), (select count(*) from public.likes), "
             "(select count(distinct user_id) from public.likes)"

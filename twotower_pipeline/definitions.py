@@ -19,7 +19,8 @@ def _from_env_or(name: str, default: str | None):
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    local_mlflow = not os.environ.get(MLFLOW_TRACKING_URI_ENV)
+    # A local store (SQLite) keeps its artifacts in the state folder; a tracking server keeps its own.
+    local_mlflow = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
     return {
         "app_db": AppDatabase(url=_from_env_or(DATABASE_URL_ENV, None), home=str(settings.home)),
         "mlflow_tracking": MlflowTracking(

@@ -9,6 +9,8 @@ so steps that run in different pods or machines see the same files.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from pathlib import Path
 
 from upath import UPath
@@ -38,14 +40,23 @@ def local_copy(location: str, cache_root: Path) -> Path:
     cached = cache_root / hashlib.sha256(location.encode()).hexdigest()[:16] / source.name
     if cached.exists():
         return cached
-    partial = cached.with_name(cached.name + ".partial")
+    # Download beside the target under a unique name, then move it into place: two processes
+    # fetching at once both end with a complete copy. A version's files never change once
+    # published, so a cached copy never goes stale.
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".partial-")) / source.name
     if source.is_dir():
-        partial.mkdir(parents=True, exist_ok=True)
+        partial.mkdir()
         for child in source.iterdir():
             if child.is_file():
                 (partial / child.name).write_bytes(child.read_bytes())
     else:
-        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_bytes(source.read_bytes())
-    partial.rename(cached)
+    try:
+        partial.rename(cached)
+    except OSError:
+        if not cached.exists():
+            raise
+    finally:
+        shutil.rmtree(partial.parent, ignore_errors=True)
     return cached

@@ -28,7 +28,9 @@ def decide_promotion(
     active_version_now: str | None,
     metric: str = "recall_at_50",
     min_improvement: float = 0.0,
+    comparison: str = "on the same holdout",
 ) -> PromotionDecision:
+    """``comparison`` says on which held-out likes both were scored; it goes into the reason."""
     candidate = float(candidate_metrics.get(metric, float("nan")))
     champion = champion_metrics.get(metric) if champion_metrics else None
 
@@ -48,6 +50,6 @@ def decide_promotion(
         return decision(False, f"champion {champion_version} has no {metric} to compare with")
     if candidate >= float(champion) + min_improvement:
         return decision(True, f"{candidate_version} {metric} {candidate:.4f} >= champion {champion_version} "
-                              f"{float(champion):.4f} on the same holdout")
+                              f"{float(champion):.4f} ({comparison})")
     return decision(False, f"{candidate_version} {metric} {candidate:.4f} < champion {champion_version} "
-                           f"{float(champion):.4f} (+{min_improvement}) on the same holdout; the champion stays")
+                           f"{float(champion):.4f} (+{min_improvement}; {comparison}); the champion stays")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from twotower_pipeline.model.features import (
     latest_histories,
     popularity_counts,
 )
-from twotower_pipeline.model.training import PreparedTraining, attach_catalogue_rows, score_towers
+from twotower_pipeline.model.training import attach_catalogue_rows
 from twotower_pipeline.model_files import local_copy
 from twotower_pipeline.settings import Settings
 from twotower_pipeline.validation import clean_catalogue, clean_likes
@@ -58,9 +58,6 @@ class ServingModel:
         cache = Settings.from_env().home / "cache"
         return cls(version, FeatureSpec.load(local_copy(feature_spec_path, cache)),
                    local_copy(user_tower_path, cache), local_copy(item_tower_path, cache))
-
-    def item_vectors(self, catalogue: pd.DataFrame, popularity: np.ndarray, as_of: datetime) -> np.ndarray:
-        return self.embed_items(item_features(self.spec, catalogue, popularity, as_of))
 
     def embed_items(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return _batched(self._item, inputs, len(next(iter(inputs.values()))))
@@ -103,7 +100,18 @@ def _recent_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: date
     return clean_likes(read_likes(engine, as_of - timedelta(days=days)), known_videos, as_of)
 
 
-def embed_item_shards(
+class UnsoundVectors(ValueError):
+    """The towers produced NaN or infinite vectors: the version must not serve."""
+
+
+def _refuse_unsound(vectors: np.ndarray, what: str, version: str) -> None:
+    bad = int((~np.isfinite(vectors).all(axis=1)).sum()) if len(vectors) else 0
+    if bad:
+        raise UnsoundVectors(f"model version {version} produced {bad} non-finite {what} vectors; nothing was "
+                             "written. Retrain (check the training data for extreme values)")
+
+
+def publish_item_vectors(
     url: str, model: ServingModel, shards: Sequence[str], as_of: datetime, only_missing: bool = False
 ) -> EmbeddingReport:
     """Write the version's vectors of the catalogue videos in ``shards``, in one transaction: all of
@@ -129,15 +137,14 @@ def embed_item_shards(
     phases["features"] = time.perf_counter() - started - sum(phases.values())
     vectors = model.embed_items(inputs) if len(catalogue) else np.zeros((0, 64), np.float32)
     phases["inference"] = time.perf_counter() - started - sum(phases.values())
-    finite = np.isfinite(vectors).all(axis=1)
-    skipped["non-finite vector"] = int((~finite).sum())
-    ids = catalogue["id"].to_numpy()[finite]
+    _refuse_unsound(vectors, "item", model.version)
+    ids = catalogue["id"].to_numpy()
     with db.connect(url) as conn:
         written = vector_store.write_item_vectors(
-            conn, model.version, shards, ids, vectors[finite], popularity[finite], replace_shards=not only_missing
+            conn, model.version, shards, ids, vectors, popularity, replace_shards=not only_missing
         )
     phases["write"] = time.perf_counter() - started - sum(phases.values())
-    low, mean, high = _norms(vectors[finite])
+    low, mean, high = _norms(vectors)
     per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
     return EmbeddingReport(
         written=written,
@@ -149,8 +156,11 @@ def embed_item_shards(
     )
 
 
-def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime) -> EmbeddingReport:
-    """(Re)write the version's vector of every user with valid likes in the window."""
+def publish_user_vectors(
+    url: str, model: ServingModel, window_days: int, as_of: datetime, only_users: set[str] | None = None
+) -> EmbeddingReport:
+    """Write the version's vector of every user with valid likes in the window (replacing all of
+    them), or only of ``only_users`` (a top-up)."""
     started = time.perf_counter()
     engine = db.create_engine(url)
     try:
@@ -159,6 +169,8 @@ def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime
         profiles = read_profiles(engine)
     finally:
         engine.dispose()
+    if only_users is not None:
+        likes = likes[likes["user_id"].isin(only_users)]
     likes = attach_catalogue_rows(catalogue, likes)
     tables = HistoryTables.from_catalogue(model.spec, catalogue)
     sequences = UserSequences.from_likes(likes)
@@ -167,60 +179,69 @@ def embed_users(url: str, model: ServingModel, window_days: int, as_of: datetime
                                   model.spec.history_length)
     demographics = Demographics.lookup(model.spec, sequences.user_ids, profiles)
     vectors = model.embed_users(tables.user_inputs(rows, ages, demographics))
-    finite = np.isfinite(vectors).all(axis=1)
+    _refuse_unsound(vectors, "user", model.version)
     newest = likes.groupby("user_id")["created_at"].max()
     likes_until = [newest[user].to_pydatetime() for user in sequences.user_ids]
     with db.connect(url) as conn:
-        written = vector_store.write_user_vectors(
-            conn, model.version, list(sequences.user_ids[finite]), vectors[finite],
-            [until for until, ok in zip(likes_until, finite) if ok],
-        )
-    low, mean, high = _norms(vectors[finite])
-    return EmbeddingReport(
-        written=written, seconds=time.perf_counter() - started,
-        skipped={"non-finite vector": int((~finite).sum())},
-        norm_min=low, norm_mean=mean, norm_max=high,
-    )
+        written = vector_store.write_user_vectors(conn, model.version, list(sequences.user_ids), vectors,
+                                                  likes_until, replace_all=only_users is None)
+    low, mean, high = _norms(vectors)
+    return EmbeddingReport(written=written, seconds=time.perf_counter() - started, norm_min=low, norm_mean=mean,
+                           norm_max=high)
 
 
 def load_version(record: vector_store.VersionRecord) -> ServingModel:
     return ServingModel.load(record.version, record.user_tower_path, record.item_tower_path, record.feature_spec_path)
 
 
-def rescore_version(record: vector_store.VersionRecord, prepared: PreparedTraining) -> dict[str, float]:
-    """Metrics of a stored version (its ONNX towers and its own feature spec) on another training's
-    holdout: how the champion is compared with a candidate on the same data."""
-    model = load_version(record)
-    return score_towers(prepared, model.spec, model.embed_users, model.embed_items)
-
-
 def complete_version(url: str, model: ServingModel, window_days: int, now: datetime) -> vector_store.Completeness:
-    """Embed what arrived since the version's vectors were written (new videos, users who liked
-    since), then report how complete the version is."""
+    """Embed only what arrived since the version's vectors were written (new videos, users who
+    liked since), then report how complete the version is."""
     likes_since = now - timedelta(days=window_days)
     with db.connect(url) as conn:
         report = vector_store.check_completeness(conn, model.version, likes_since)
-    if not (report.missing_videos_by_shard or report.missing_users):
-        return report
+        missing_users = vector_store.users_without_vectors(conn, model.version, likes_since) \
+            if report.missing_users else set()
     if report.missing_videos_by_shard:
-        embed_item_shards(url, model, sorted(report.missing_videos_by_shard), now)
-    if report.missing_users:
-        embed_users(url, model, window_days, now)
+        publish_item_vectors(url, model, sorted(report.missing_videos_by_shard), now, only_missing=True)
+    if missing_users:
+        publish_user_vectors(url, model, window_days, datetime.now(UTC), only_users=missing_users)
+    if not (report.missing_videos_by_shard or missing_users):
+        return report
     with db.connect(url) as conn:
         return vector_store.check_completeness(conn, model.version, likes_since)
 
 
-def activate(url: str, model: ServingModel, window_days: int, now: datetime, keep_versions: int,
-             hnsw_m: int = 16, hnsw_ef_construction: int = 128) -> tuple[str | None, list[str]]:
-    """Index, complete and switch to ``model``'s version in one transaction; return the previous
-    version and the versions whose vectors retention dropped. Raises ActivationRefused."""
+def activate(
+    url: str,
+    model: ServingModel,
+    window_days: int,
+    now: datetime,
+    keep_versions: int,
+    expected_active: object = vector_store.ANY_ACTIVE,
+    hnsw_m: int = 16,
+    hnsw_ef_construction: int = 128,
+    attempts: int = 5,
+) -> vector_store.Activation:
+    """Index and complete ``model``'s version, then switch to it (with retention) in one transaction.
+
+    On a busy app a video or a user may arrive between the top-up and the switch: the top-up and
+    the switch are tried again, a few times. Raises ActivationRefused; then nothing was switched.
+    """
     with db.connect(url, autocommit=True) as conn:
+        if vector_store.active_version(conn) == model.version:
+            return vector_store.Activation(model.version, None, [], already_active=True)
         if not vector_store.has_vectors(conn, model.version):
             raise vector_store.ActivationRefused(
                 f"model version {model.version} has no stored vectors (never embedded, or dropped by retention)")
         vector_store.build_item_index(conn, model.version, hnsw_m, hnsw_ef_construction)
-    complete_version(url, model, window_days, now)
-    with db.connect(url) as conn:
-        previous = vector_store.activate_version(conn, model.version, now - timedelta(days=window_days))
-        dropped = vector_store.drop_old_versions(conn, keep_versions)
-    return previous, dropped
+    for attempt in range(attempts):
+        complete_version(url, model, window_days, datetime.now(UTC))
+        try:
+            with db.connect(url) as conn:
+                return vector_store.activate_version(conn, model.version, now - timedelta(days=window_days),
+                                                     expected_active, keep_versions)
+        except vector_store.IncompleteVersion:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -30,8 +30,14 @@ class AppDatabase(dg.ConfigurableResource):
             return self.url
         return EmbeddedPostgres(Path(self.home) / "postgres").ensure_running()
 
-    def engine(self) -> sqlalchemy.Engine:
-        return db.create_engine(self.resolved_url())
+    @contextmanager
+    def engine(self) -> Iterator[sqlalchemy.Engine]:
+        """A SQLAlchemy engine (for pandas reads), disposed when the block ends."""
+        engine = db.create_engine(self.resolved_url())
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
@@ -51,6 +57,7 @@ class MlflowTracking(dg.ConfigurableResource):
     ui_url: Optional[str] = None
 
     def client(self):
+        """A client of this store; also points MLflow's fluent API (mlflow.start_run, ...) at it."""
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)

@@ -1,6 +1,8 @@
 """Sensors: new videos get vectors between weekly retrains, without a full re-embed; failed runs
 are reported to a webhook."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from twotower_pipeline import vector_store
@@ -30,8 +32,9 @@ def new_videos_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase):
     shards = sorted(missing)
     signature = ",".join(f"{shard}:{missing[shard]}" for shard in shards)
     context.log.info(f"videos without vectors of {versions}: {signature}")
+    # The same gap is asked for again at most once an hour, so a failed refresh is retried.
     return dg.RunRequest(
-        run_key=f"{'+'.join(versions)}|{signature}",
+        run_key=f"{'+'.join(versions)}|{signature}|{datetime.now(UTC):%Y%m%d%H}",
         tags=shard_range_tags(shards[0], shards[-1]),
         run_config={"ops": {"item_embeddings": {"config": {"mode": "missing", "versions": "live"}}}},
     )

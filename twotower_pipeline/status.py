@@ -1,5 +1,6 @@
 """What the ops team asks first: which model serves, how good and how old it is, how the last
-retrain went, and which item-embedding partitions are missing videos or stale."""
+retrain went, which item-embedding partitions are missing videos, and how many user vectors are
+older than their user's latest like."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ class PipelineStatus:
     missing_videos_by_shard: dict[str, int] = field(default_factory=dict)
     stale_users: int = 0
     users_with_vectors: int = 0
-    stale_partitions: list[str] = field(default_factory=list)
 
     @property
     def age_days(self) -> float | None:
@@ -61,8 +61,6 @@ class PipelineStatus:
                 out.append(f"item partitions missing videos: {shards} (new_videos_sensor embeds them)")
             else:
                 out.append("item partitions: every video has a vector of the active version")
-            if self.stale_partitions:
-                out.append(f"item partitions last written before the active version: {', '.join(self.stale_partitions)}")
             out.append(f"user vectors: {self.users_with_vectors}, {self.stale_users} older than the user's latest "
                        "like (the Edge Function recomputes those on request)")
         return out
@@ -94,7 +92,6 @@ def pipeline_status(conn: psycopg.Connection, instance: dg.DagsterInstance | Non
                 "where l.user_id = u.user_id and l.created_at > u.likes_until and l.created_at <= now())) "
                 "from public.{} u").format(psycopg.sql.Identifier(users))
         ).fetchone()
-        status.stale_partitions = _stale_partitions(instance, status.activated_at)
     return status
 
 
@@ -108,16 +105,3 @@ def _last_retrain(instance: dg.DagsterInstance | None) -> tuple[str, str, dateti
     started = datetime.fromtimestamp(record.start_time, UTC) if record.start_time else None
     seconds = (record.end_time - record.start_time) if record.start_time and record.end_time else None
     return record.dagster_run.run_id, record.dagster_run.status.value.lower(), started, seconds
-
-
-def _stale_partitions(instance: dg.DagsterInstance | None, activated_at: datetime | None) -> list[str]:
-    """Partitions whose latest materialisation is older than the active version's activation."""
-    if instance is None or activated_at is None:
-        return []
-    latest: dict[str, float] = {}
-    for record in instance.fetch_materializations(dg.AssetKey("item_embeddings"), limit=1000).records:
-        if record.partition_key and record.partition_key not in latest:
-            latest[record.partition_key] = record.timestamp
-    if not latest:
-        return []
-    return sorted(key for key, at in latest.items() if at < activated_at.timestamp() - 86_400)

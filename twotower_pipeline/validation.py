@@ -45,10 +45,6 @@ class RuleOutcome:
     action: str
     examples: list[str] = field(default_factory=list)
 
-    @property
-    def bad_share(self) -> float:
-        return self.bad_rows / self.total_rows if self.total_rows else 0.0
-
     def describe(self) -> str:
         shown = f"; examples: {', '.join(self.examples)}" if self.examples else ""
         return (

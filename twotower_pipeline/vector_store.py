@@ -29,12 +29,14 @@ _COPY_BATCH = 5_000
 
 
 class ActivationRefused(RuntimeError):
-    """The version is not complete or not sound enough to serve; nothing was changed."""
+    """The version cannot be activated now; nothing was changed."""
 
 
-def video_shard(video_id: str) -> str:
-    """Stable shard of a video: the first hex digit of its uuid (uniform for random uuids)."""
-    return video_id[0].lower()
+class IncompleteVersion(ActivationRefused):
+    """Some videos or users (possibly ones that just arrived) have no vector of the version yet."""
+
+
+ANY_ACTIVE = object()  # activate_version(expected_active=...) when no particular version is expected
 
 
 def partition_name(conn: psycopg.Connection, table: str, version: str) -> str:
@@ -109,19 +111,37 @@ def write_item_vectors(
 
 def write_user_vectors(
     conn: psycopg.Connection, version: str, user_ids: Sequence[str], vectors: np.ndarray,
-    likes_until: Sequence[datetime],
+    likes_until: Sequence[datetime], replace_all: bool = True,
 ) -> int:
-    """Replace all of the version's user vectors with these, in the caller's transaction."""
+    """Write the version's user vectors in the caller's transaction: replacing all of them, or only
+    these users' (a top-up). DELETE, not TRUNCATE: readers of the partition are never blocked and
+    see the old rows until the transaction commits."""
     check_dimension(conn, USER_TABLE, np.asarray(vectors))
     partition = partition_name(conn, USER_TABLE, version)
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{version}/users",))
-    conn.execute(sql.SQL("truncate public.{}").format(sql.Identifier(partition)))
+    if replace_all:
+        conn.execute(sql.SQL("delete from public.{}").format(sql.Identifier(partition)))
+    else:
+        conn.execute(sql.SQL("delete from public.{} where user_id = any(%s::uuid[])").format(
+            sql.Identifier(partition)), (list(user_ids),))
     rows = (
         (version, uuid.UUID(uid), vec.astype(np.float32), until)
         for uid, vec, until in zip(user_ids, vectors, likes_until)
     )
     return _copy_vectors(conn, partition, ("model_version", "user_id", "embedding", "likes_until"),
                          ("text", "uuid", "vector", "timestamptz"), rows)
+
+
+def users_without_vectors(conn: psycopg.Connection, version: str, likes_since: datetime) -> set[str]:
+    """Users with valid likes in the window and no vector of the version."""
+    users = sql.Identifier(partition_name(conn, USER_TABLE, version))
+    rows = conn.execute(sql.SQL(
+        "select distinct l.user_id::text from public.likes l "
+        "where l.user_id is not null and l.created_at >= %s and l.created_at <= now() "
+        "and l.video_id in (select id from public.videos) "
+        "and not exists (select 1 from public.{} u where u.user_id = l.user_id)"
+    ).format(users), (likes_since,)).fetchall()
+    return {row[0] for row in rows}
 
 
 def build_item_index(conn: psycopg.Connection, version: str, m: int = 16, ef_construction: int = 128) -> None:
@@ -242,11 +262,12 @@ class VersionRecord:
     mlflow_run_id: str | None
     status: str
     is_active: bool
+    activated_at: datetime | None
 
 
 def version_record(conn: psycopg.Connection, version: str) -> VersionRecord | None:
     rows = conn.execute(
-        "select model_type, model_path, feature_spec_path, metrics, mlflow_run_id, status, is_active "
+        "select model_type, model_path, feature_spec_path, metrics, mlflow_run_id, status, is_active, activated_at "
         "from public.embedding_model_versions where version = %s", (version,)
     ).fetchall()
     towers = {row[0]: row for row in rows}
@@ -254,7 +275,7 @@ def version_record(conn: psycopg.Connection, version: str) -> VersionRecord | No
         return None
     item = towers["item_tower"]
     return VersionRecord(version, towers["user_tower"][1], item[1], item[2], dict(item[3] or {}), item[4],
-                         item[5], bool(item[6]))
+                         item[5], bool(item[6]), item[7])
 
 
 def active_record(conn: psycopg.Connection) -> VersionRecord | None:
@@ -311,11 +332,14 @@ def rollback_target(conn: psycopg.Connection) -> str | None:
 
 
 def reject_version(conn: psycopg.Connection, version: str, reason: str) -> None:
-    """Record that the gate refused this version; it stays available but inactive."""
-    conn.execute(
+    """Record that this version will not serve (the gate refused it, or it could not be activated)
+    and drop its vectors: only versions that have served are kept for rollback."""
+    updated = conn.execute(
         "update public.embedding_model_versions set status = 'rejected', status_reason = %s "
         "where version = %s and not is_active", (reason, version)
-    )
+    ).rowcount
+    if updated:
+        conn.execute("select public.two_tower_drop_version(%s)", (version,))
 
 
 def has_vectors(conn: psycopg.Connection, version: str) -> bool:
@@ -333,14 +357,39 @@ def active_version(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
-def activate_version(conn: psycopg.Connection, version: str, likes_since: datetime) -> str | None:
-    """Make ``version`` the active one for both towers, atomically; return the previous version.
+@dataclass(frozen=True)
+class Activation:
+    version: str
+    previous: str | None
+    dropped: list[str]
+    already_active: bool = False
 
-    Refused (nothing changed) when the version is unknown or incomplete.
+
+def activate_version(
+    conn: psycopg.Connection,
+    version: str,
+    likes_since: datetime,
+    expected_active: object = ANY_ACTIVE,
+    keep_versions: int = KEEP_VERSIONS,
+) -> Activation:
+    """Make ``version`` the active one for both towers, and apply retention, in one transaction.
+
+    With ``expected_active`` (the champion the gate compared against), the switch happens only if
+    that is still the active version: a version activated meanwhile is never replaced unseen.
+    Activating the active version again changes nothing (a retried step). Raises ActivationRefused
+    (IncompleteVersion when vectors are missing); then nothing was changed.
     """
     with conn.transaction():
-        # Serialise activations; readers are not blocked.
+        # Serialises activations, rollbacks and retention; readers are not blocked.
         conn.execute("select pg_advisory_xact_lock(hashtext('two_tower_activation'))")
+        current = active_version(conn)
+        if current == version:
+            return Activation(version, None, [], already_active=True)
+        if expected_active is not ANY_ACTIVE and current != expected_active:
+            raise ActivationRefused(
+                f"the active version changed from {expected_active or 'none'} to {current or 'none'} since the "
+                f"promotion gate compared {version} with it; retrain to compare against the new champion"
+            )
         towers = conn.execute(
             "select count(*) from public.embedding_model_versions where version = %s", (version,)
         ).fetchone()[0]
@@ -355,8 +404,7 @@ def activate_version(conn: psycopg.Connection, version: str, likes_since: dateti
             )
         report = check_completeness(conn, version, likes_since)
         if report.problems:
-            raise ActivationRefused(f"model version {version} cannot be activated: " + "; ".join(report.problems))
-        previous = active_version(conn)
+            raise IncompleteVersion(f"model version {version} cannot be activated: " + "; ".join(report.problems))
         conn.execute(
             "update public.embedding_model_versions set is_active = false, status = 'retired' "
             "where is_active and version <> %s", (version,)
@@ -365,20 +413,25 @@ def activate_version(conn: psycopg.Connection, version: str, likes_since: dateti
             "update public.embedding_model_versions set is_active = true, status = 'active', "
             "status_reason = null, activated_at = now() where version = %s", (version,)
         )
-    return previous
+        dropped = drop_old_versions(conn, keep_versions)
+    return Activation(version, current, dropped)
 
 
 def drop_old_versions(conn: psycopg.Connection, keep: int) -> list[str]:
-    """Drop vectors of all but the newest ``keep`` versions (the active one always stays)."""
+    """Keep the vectors of the ``keep`` most recently active versions (the active one included) and
+    of candidates still in flight; drop the rest. Returns the versions dropped now."""
     rows = conn.execute(
         """
-        select version, bool_or(is_active) from public.embedding_model_versions
-        group by version order by max(created_at) desc, version desc
+        select version, bool_or(is_active), max(activated_at), min(status)
+        from public.embedding_model_versions group by version
+        order by bool_or(is_active) desc, max(activated_at) desc nulls last, version desc
         """
     ).fetchall()
+    served = [version for version, _, activated_at, _ in rows if activated_at is not None]
     dropped = []
-    for index, (version, is_active) in enumerate(rows):
-        if index >= keep and not is_active:
+    for version, is_active, activated_at, status in rows:
+        stale = (activated_at is not None and version not in served[:keep]) or status == "rejected"
+        if stale and not is_active and has_vectors(conn, version):
             conn.execute("select public.two_tower_drop_version(%s)", (version,))
             dropped.append(version)
     return dropped

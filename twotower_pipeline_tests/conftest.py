@@ -4,15 +4,21 @@ fully migrated database per test (cloned from a template, so each test starts cl
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from twotower_pipeline import db
 from twotower_pipeline.db.embedded import EmbeddedPostgres
 from twotower_pipeline.db.migrations import apply_migrations
-from twotower_pipeline.settings import PROJECT_ROOT
+from twotower_pipeline.demo_data import DemoData, DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.retrain import RetrainOutcome, run_weekly_retrain
+from twotower_pipeline.settings import PROJECT_ROOT, Settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "supabase" / "migrations"
 _TEMPLATE = "twotower_template"
@@ -55,3 +61,57 @@ def database_url(postgres_server: EmbeddedPostgres) -> str:
 @pytest.fixture
 def migrations_dir() -> Path:
     return MIGRATIONS_DIR
+
+
+# -- a published pipeline: demo data and a weekly retrain on real components -------------------------
+
+@dataclass
+class PipelineState:
+    settings: Settings
+    url: str
+    env: dict[str, str]
+    first: RetrainOutcome | None = None
+    password: str = ""
+
+
+def new_database(postgres_server: EmbeddedPostgres, prefix: str) -> str:
+    """A fresh, fully migrated database on the session's server."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute(f"create database {name} template {_TEMPLATE}")
+    return _with_database(postgres_server.url(), name)
+
+
+def state_env(home: Path, url: str) -> dict[str, str]:
+    """The environment of a state folder: set (not defaulted), so it is undone after its tests."""
+    return {"TWOTOWER_HOME": str(home), "TWOTOWER_DATABASE_URL": url,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow/mlflow.db", "DAGSTER_HOME": str(home / "dagster")}
+
+
+@contextmanager
+def published_pipeline(
+    home: Path,
+    url: str,
+    size: DemoSize,
+    run_config: dict,
+    prepare: Callable[[DemoData], None] | None = None,
+    retrains: int = 1,
+) -> Iterator[PipelineState]:
+    """Load demo data (optionally altered by ``prepare``) and run the weekly retrain ``retrains``
+    times; the state's environment is set while the caller's tests run."""
+    env = state_env(home, url)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        settings = Settings.from_env()
+        settings.export_defaults()
+        data = generate_demo_data(size, datetime.now(UTC))
+        if prepare is not None:
+            prepare(data)
+        with db.connect(url) as conn:
+            load_demo_data(conn, data)
+        outcome = None
+        for _ in range(retrains):
+            outcome = run_weekly_retrain(settings, run_config)
+            assert outcome.success, outcome.reasons
+        yield PipelineState(settings, url, env, outcome)

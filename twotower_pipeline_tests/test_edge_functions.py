@@ -2,7 +2,7 @@
 
 The module's fixture runs the weekly retrain on a small demo data set in a test database, adds a
 user with every kind of bad like the pipeline cleans up, then has the pipeline itself
-(publishing.embed_users, ONNX Runtime in Python) write every user's vector at a fixed time: those
+(publishing.publish_user_vectors, ONNX Runtime in Python) write every user's vector at a fixed time: those
 stored vectors are the references the Deno tests compare their ONNX vectors with (1e-5). Then
 `deno check`, `deno lint` and `deno test` run with SUPABASE_DB_URL, a generated
 SUPABASE_JWT_SECRET and the fixture's JSON. The schema side: row-level security and grants as
@@ -29,10 +29,10 @@ import pytest
 
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
-from twotower_pipeline.publishing import embed_users, load_version
-from twotower_pipeline.retrain import run_weekly_retrain
-from twotower_pipeline.settings import PROJECT_ROOT, Settings
+from twotower_pipeline.demo_data import DemoSize
+from twotower_pipeline.publishing import load_version, publish_user_vectors
+from twotower_pipeline.settings import PROJECT_ROOT
+from twotower_pipeline_tests.conftest import new_database, published_pipeline
 
 FUNCTIONS = PROJECT_ROOT / "supabase" / "functions"
 TOOLS = PROJECT_ROOT / ".tools"
@@ -107,22 +107,9 @@ def _add_bad_likes(conn: psycopg.Connection, user: str, as_of: datetime) -> None
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory, postgres_server) -> Edge:
-    name = f"e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(f"create database {name} template twotower_template")
-    url = postgres_server.url().rpartition("/")[0] + "/" + name
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TWOTOWER_HOME", str(tmp_path_factory.mktemp("edge-home")))
-        env.setenv("TWOTOWER_DATABASE_URL", url)
-        env.delenv("MLFLOW_TRACKING_URI", raising=False)
-        env.delenv("DAGSTER_HOME", raising=False)
-        settings = Settings.from_env()
-        settings.export_defaults()
-        start = datetime.now(UTC)
-        with db.connect(url) as conn:
-            load_demo_data(conn, generate_demo_data(SIZE, start))
-        outcome = run_weekly_retrain(settings, QUICK)
-        assert outcome.success, outcome.reasons
+    url = new_database(postgres_server, "e")
+    with published_pipeline(tmp_path_factory.mktemp("edge-home"), url, SIZE, QUICK):
+        pass
 
     as_of = datetime.now(UTC) - timedelta(minutes=2)
     with db.connect(url) as conn:
@@ -143,7 +130,7 @@ def edge(tmp_path_factory, postgres_server) -> Edge:
         conn.execute("insert into public.profiles (id, age_range, region) values (%s, '25-34', 'Kanto')", (new_user,))
 
     # The pipeline's own user vectors at as_of: the references.
-    embed_users(url, load_version(record), LIKES_WINDOW_DAYS, as_of)
+    publish_user_vectors(url, load_version(record), LIKES_WINDOW_DAYS, as_of)
     parity = {"heavy": heavy, "with_profile": with_profile, "without_profile": without_profile, "messy": messy}
     with db.connect(url) as conn:
         rows = conn.execute(

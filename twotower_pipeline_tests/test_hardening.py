@@ -8,8 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,9 +16,10 @@ import psycopg
 import pytest
 
 from twotower_pipeline import db
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import Settings
+from twotower_pipeline_tests.conftest import PipelineState, new_database, published_pipeline
 
 SIZE = DemoSize(videos=1_000, users=90, likes=5_000, seed=33)
 QUICK = {"ops": {"two_tower_model": {"config": {"epochs": 3, "batch_size": 256, "feature_importance": False}}}}
@@ -32,11 +31,6 @@ HOSTILE = [
     "\\' or 1=1 --",
     "%s %(name)s {0} ${injection}",
 ]
-
-
-class State:
-    def __init__(self, settings: Settings, url: str, password: str, env: dict[str, str]) -> None:
-        self.settings, self.url, self.password, self.env = settings, url, password, env
 
 
 def _active(url: str) -> tuple[str, int] | None:
@@ -51,40 +45,29 @@ def _active(url: str) -> tuple[str, int] | None:
 
 
 @pytest.fixture(scope="module")
-def hardened(tmp_path_factory, postgres_server) -> State:
+def hardened(tmp_path_factory, postgres_server) -> PipelineState:
     """A database reached as its own role with a password (so leaks of it can be searched for),
     demo data with hostile strings in every text field, and one retrain."""
-    name = f"h_{uuid.uuid4().hex[:10]}"
+    owner_url = new_database(postgres_server, "h")
     password = "pw-" + secrets.token_urlsafe(18)
-    admin = postgres_server.url()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"create database {name} template twotower_template")
-    owner_url = admin.rpartition("/")[0] + "/" + name
+    role = f"app_{secrets.token_hex(4)}"
     with psycopg.connect(owner_url, autocommit=True) as conn:
-        role = f"app_{secrets.token_hex(4)}"
         conn.execute(f"create role {role} login superuser password '{password}'")
-    url = f"postgresql://{role}:{password}@127.0.0.1:{postgres_server.port}/{name}"
-    home = tmp_path_factory.mktemp("home")
-    env = {"TWOTOWER_HOME": str(home), "TWOTOWER_DATABASE_URL": url,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow/mlflow.db", "DAGSTER_HOME": str(home / "dagster")}
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        settings = Settings.from_env()
-        settings.export_defaults()
-        data = generate_demo_data(SIZE, datetime.now(UTC))
+    database = owner_url.rpartition("/")[2]
+    url = f"postgresql://{role}:{password}@127.0.0.1:{postgres_server.port}/{database}"
+
+    def hostile(data) -> None:
         for column in ("title", "description", "genre", "maker"):
             data.videos.loc[: len(HOSTILE) - 1, column] = HOSTILE
         data.tags.loc[: len(HOSTILE) - 1, "name"] = HOSTILE
-        with db.connect(url) as conn:
-            load_demo_data(conn, data)
-        first = run_weekly_retrain(settings, QUICK)
-        assert first.success, first.reasons
-        yield State(settings, url, password, env)
+
+    with published_pipeline(tmp_path_factory.mktemp("home"), url, SIZE, QUICK, prepare=hostile) as state:
+        state.password = password
+        yield state
 
 
 @pytest.fixture
-def as_pipeline(hardened, monkeypatch) -> State:
+def as_pipeline(hardened, monkeypatch) -> PipelineState:
     for key, value in hardened.env.items():
         monkeypatch.setenv(key, value)
     return hardened

@@ -9,7 +9,6 @@ import secrets
 import statistics
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -17,11 +16,11 @@ import psycopg
 import pytest
 
 from twotower_pipeline import db
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.publishing import activate, load_version
-from twotower_pipeline.retrain import run_weekly_retrain
-from twotower_pipeline.settings import PROJECT_ROOT, Settings
+from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline.vector_store import version_record
+from twotower_pipeline_tests.conftest import new_database, published_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -35,29 +34,14 @@ OUTPUT = PROJECT_ROOT / "test-output"
 @pytest.fixture(scope="module")
 def two_versions(tmp_path_factory, postgres_server):
     """Two activated versions, so the switch under load can go back and forth."""
-    name = f"l_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(f"create database {name} template twotower_template")
-    url = postgres_server.url().rpartition("/")[0] + "/" + name
-    home = tmp_path_factory.mktemp("home")
-    env = {"TWOTOWER_HOME": str(home), "TWOTOWER_DATABASE_URL": url,
-           "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow/mlflow.db", "DAGSTER_HOME": str(home / "dagster")}
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        settings = Settings.from_env()
-        settings.export_defaults()
-        with db.connect(url) as conn:
-            load_demo_data(conn, generate_demo_data(SIZE, datetime.now(UTC)))
-        for _ in range(2):
-            outcome = run_weekly_retrain(settings, QUICK)
-            assert outcome.success, outcome.reasons
+    url = new_database(postgres_server, "l")
+    with published_pipeline(tmp_path_factory.mktemp("home"), url, SIZE, QUICK, retrains=2) as state:
         with db.connect(url) as conn:
             versions = [r[0] for r in conn.execute(
                 "select version from public.embedding_model_versions where model_type = 'item_tower' "
                 "and activated_at is not null order by created_at")]
             users = [str(r[0]) for r in conn.execute("select distinct user_id from public.likes limit 200")]
-        yield url, env, versions, users
+        yield url, state.env, versions, users
 
 
 def _switcher(url: str, versions: list[str], stop: threading.Event, switches: list[str]) -> None:

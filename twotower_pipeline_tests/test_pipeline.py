@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,9 +16,10 @@ import mlflow
 import pytest
 
 from twotower_pipeline import db
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
-from twotower_pipeline.retrain import RetrainOutcome, run_weekly_retrain
-from twotower_pipeline.settings import PROJECT_ROOT, Settings
+from twotower_pipeline.demo_data import DemoSize
+from twotower_pipeline.retrain import run_weekly_retrain
+from twotower_pipeline.settings import PROJECT_ROOT
+from twotower_pipeline_tests.conftest import PipelineState, new_database, published_pipeline
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -30,39 +30,12 @@ SMALL = DemoSize(videos=1_500, users=120, likes=8_000, seed=11)
 QUICK_TRAINING = {"ops": {"two_tower_model": {"config": {"epochs": 6, "batch_size": 256}}}}
 
 
-class PipelineState:
-    def __init__(self, settings: Settings, url: str, outcome: RetrainOutcome) -> None:
-        self.settings, self.url, self.first = settings, url, outcome
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, postgres_server) -> PipelineState:
     """One retrain on fresh demo data, shared by the tests of this module."""
-    home = tmp_path_factory.mktemp("home")
-    url = _new_database(postgres_server)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TWOTOWER_HOME", str(home))
-        env.setenv("TWOTOWER_DATABASE_URL", url)
-        # Set (not just defaulted) so that they are restored when the module is done.
-        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
-        env.setenv("DAGSTER_HOME", str(home / "dagster"))
-        settings = Settings.from_env()
-        settings.export_defaults()
-        with db.connect(url) as conn:
-            load_demo_data(conn, generate_demo_data(SMALL, datetime.now(UTC)))
-        outcome = run_weekly_retrain(settings, QUICK_TRAINING)
-        yield PipelineState(settings, url, outcome)
-
-
-def _new_database(postgres_server) -> str:
-    import uuid
-
-    import psycopg
-
-    name = f"p_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(f"create database {name} template twotower_template")
-    return postgres_server.url().rpartition("/")[0] + "/" + name
+    with published_pipeline(tmp_path_factory.mktemp("home"), new_database(postgres_server, "p"), SMALL,
+                            QUICK_TRAINING) as state:
+        yield state
 
 
 def test_the_weekly_retrain_materialises_every_asset_and_passes_every_check(published):

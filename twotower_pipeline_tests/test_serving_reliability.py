@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,42 +16,21 @@ import pytest
 
 from twotower_pipeline import db
 from twotower_pipeline.definitions import build_definitions
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.jobs import all_shards_tags
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.sensors import new_videos_sensor
-from twotower_pipeline.settings import Settings
+from twotower_pipeline_tests.conftest import PipelineState, new_database, published_pipeline
 
 SIZE = DemoSize(videos=1_200, users=100, likes=6_000, seed=21)
 QUICK = {"ops": {"two_tower_model": {"config": {"epochs": 3, "batch_size": 256, "feature_importance": False}}}}
 LIVE = {"mode": "replace", "versions": "live"}
 
 
-class State:
-    def __init__(self, settings: Settings, url: str) -> None:
-        self.settings, self.url = settings, url
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, postgres_server) -> State:
-    name = f"r_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(f"create database {name} template twotower_template")
-    url = postgres_server.url().rpartition("/")[0] + "/" + name
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TWOTOWER_HOME", str(home))
-        env.setenv("TWOTOWER_DATABASE_URL", url)
-        # Set (not just defaulted) so that they are restored when the module is done.
-        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
-        env.setenv("DAGSTER_HOME", str(home / "dagster"))
-        settings = Settings.from_env()
-        settings.export_defaults()
-        with db.connect(url) as conn:
-            load_demo_data(conn, generate_demo_data(SIZE, datetime.now(UTC)))
-        first = run_weekly_retrain(settings, QUICK)
-        assert first.success, first.reasons
-        yield State(settings, url)
+def served(tmp_path_factory, postgres_server) -> PipelineState:
+    with published_pipeline(tmp_path_factory.mktemp("home"), new_database(postgres_server, "r"), SIZE, QUICK) as state:
+        yield state
 
 
 def _active(url: str) -> str:
@@ -97,7 +75,7 @@ class Reader(threading.Thread):
         return order
 
 
-def _backfill(state: State, config: dict, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+def _backfill(state: PipelineState, config: dict, tags: dict[str, str]) -> dg.ExecuteInProcessResult:
     job = build_definitions(state.settings).resolve_job_def("refresh_item_embeddings")
     return job.execute_in_process(instance=dg.DagsterInstance.get(), tags=tags,
                                   run_config={"ops": {"item_embeddings": {"config": config}}})

@@ -129,3 +129,17 @@ def test_only_single_like_users_stop_training_with_a_clear_reason(demo_frames):
     singles = likes.sort_values("created_at").groupby("user_id").head(1)
     with pytest.raises(TrainingDataError, match="training examples .* at least 100 are needed"):
         train_two_tower(catalogue, singles, QUICK, importance=False)
+
+
+def test_the_fair_comparison_keeps_only_held_out_likes_after_the_cutoff(demo_frames):
+    from twotower_pipeline.model.training import held_out_after
+
+    catalogue, likes = demo_frames
+    prepared = prepare_training(catalogue, likes, QUICK)
+    cutoff = prepared.split.test["created_at"].quantile(0.5)
+    later = held_out_after(prepared, cutoff)
+    after = prepared.split.test[prepared.split.test["created_at"] > cutoff]
+    assert sum(len(rows) for rows in later.holdout.relevant) == len(after)
+    assert 0 < len(later.users) < len(prepared.holdout)
+    for index, rows in zip(later.users, later.holdout.relevant):
+        assert set(rows) <= set(prepared.holdout.relevant[index])

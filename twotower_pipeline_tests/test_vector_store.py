@@ -106,9 +106,10 @@ def test_activation_switches_both_towers_and_recommend_videos_serves_the_new_ver
     with db.connect(database_url) as conn:
         video_ids, user_ids = _seed_app(conn, 400, 10, 5)
         _publish(conn, "v1", video_ids, user_ids, seed=1)
-        assert vector_store.activate_version(conn, "v1", SINCE) is None
+        assert vector_store.activate_version(conn, "v1", SINCE).previous is None
         _publish(conn, "v2", video_ids, user_ids, seed=2)
-        assert vector_store.activate_version(conn, "v2", SINCE) == "v1"
+        assert vector_store.activate_version(conn, "v2", SINCE).previous == "v1"
+        assert vector_store.activate_version(conn, "v2", SINCE).already_active  # a retried step changes nothing
         states = conn.execute(
             "select version, model_type, is_active, status from public.embedding_model_versions order by 1, 2"
         ).fetchall()
@@ -163,21 +164,37 @@ def test_recommend_videos_rejects_a_limit_out_of_range(database_url):
             conn.execute("select * from public.recommend_videos(gen_random_uuid(), 0)")
 
 
-def test_retention_keeps_the_newest_versions_and_never_the_active_one(database_url):
+def test_retention_keeps_the_versions_that_served_last_and_drops_rejected_ones(database_url):
     with db.connect(database_url) as conn:
         video_ids, user_ids = _seed_app(conn, 100, 3, 2)
+        dropped = []
         for i, version in enumerate(["v1", "v2", "v3", "v4"]):
             _publish(conn, version, video_ids, user_ids, seed=i)
-            conn.execute("update public.embedding_model_versions set created_at = now() + make_interval(mins => %s) "
-                         "where version = %s", (i, version))
-        vector_store.activate_version(conn, "v1", SINCE)
-        dropped = vector_store.drop_old_versions(conn, keep=2)
-        assert dropped == ["v2"]
-        assert not vector_store.has_vectors(conn, "v2")
-        assert vector_store.has_vectors(conn, "v1") and vector_store.has_vectors(conn, "v4")
+            dropped += vector_store.activate_version(conn, version, SINCE, keep_versions=2).dropped
+        assert dropped == ["v1", "v2"]
+        assert vector_store.has_vectors(conn, "v3") and vector_store.has_vectors(conn, "v4")
         with pytest.raises(ActivationRefused, match="no stored vectors"):
             vector_store.activate_version(conn, "v2", SINCE)
-        assert vector_store.active_version(conn) == "v1"
+        assert vector_store.rollback_target(conn) == "v3"
+
+        _publish(conn, "v5", video_ids, user_ids, seed=5)  # a candidate in flight is kept...
+        assert vector_store.drop_old_versions(conn, keep=2) == []
+        vector_store.reject_version(conn, "v5", "worse than v4")  # ...a rejected one is not
+        assert not vector_store.has_vectors(conn, "v5")
+        assert vector_store.rollback_target(conn) == "v3"  # rejected versions never push it out
+        assert vector_store.active_version(conn) == "v4"
+
+
+def test_activation_refuses_to_replace_a_champion_other_than_the_one_compared_with(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 100, 3, 2)
+        for version in ("v1", "v2", "v3"):
+            _publish(conn, version, video_ids, user_ids, seed=1)
+        vector_store.activate_version(conn, "v1", SINCE)
+        vector_store.activate_version(conn, "v2", SINCE)  # e.g. a rollback or another run, meanwhile
+        with pytest.raises(ActivationRefused, match="changed from v1 to v2"):
+            vector_store.activate_version(conn, "v3", SINCE, expected_active="v1")
+        assert vector_store.active_version(conn) == "v2"
 
 
 def test_vectors_of_the_wrong_size_or_a_column_altered_by_hand_are_refused(database_url):
@@ -192,3 +209,20 @@ def test_vectors_of_the_wrong_size_or_a_column_altered_by_hand_are_refused(datab
         with pytest.raises(ValueError, match=r"two_tower_user_embeddings.embedding is vector\(32\) .* 64-d"):
             vector_store.write_user_vectors(conn, "v1", user_ids, _unit(np.random.default_rng(0), len(user_ids)),
                                             [datetime.now(UTC)] * len(user_ids))
+
+
+def test_a_video_deleted_from_the_catalogue_is_never_recommended(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 200, 5, 3)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        vector_store.activate_version(conn, "v1", SINCE)
+        user = user_ids[0]
+        top = conn.execute("select video_id::text from public.recommend_videos(%s, 1)", (user,)).fetchone()[0]
+        stranger_top = conn.execute("select video_id::text from public.recommend_videos(gen_random_uuid(), 1)"
+                                    ).fetchone()[0]
+        conn.execute("delete from public.videos where id = any(%s::uuid[])", ([top, stranger_top],))
+        served = {r[0] for r in conn.execute("select video_id::text from public.recommend_videos(%s, 50)", (user,))}
+        popular = {r[0] for r in conn.execute(
+            "select video_id::text from public.recommend_videos(gen_random_uuid(), 50)")}
+    assert top not in served and len(served) == 50
+    assert stranger_top not in popular and len(popular) == 50

@@ -1,5 +1,9 @@
 """The lineage graph: app data -> training data -> model -> ONNX towers -> vectors -> active version."""
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 # A database or MLflow hiccup (a restart, a dropped connection) is retried with backoff; data and
@@ -10,21 +14,13 @@ OWNERS = ["team:ml-platform"]
 TRAINING_POOL = "training"  # one slot (dagster.yaml): two trainings never run at once
 
 
-class disk_full_is_final:  # noqa: N801 - used as a context manager, reads as a sentence
+@contextmanager
+def disk_full_is_final(where: str) -> Iterator[None]:
     """A full disk is not transient: stop with a clear reason instead of retrying the step."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        import errno
-
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            raise dg.Failure(
-                f"{error.strerror or error} while writing {self.where}: free space there and rerun",
-                allow_retries=False,
-            ) from error
-        return False
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise dg.Failure(f"{error.strerror or error} while writing {where}: free space there and rerun",
+                         allow_retries=False) from error

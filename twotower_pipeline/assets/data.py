@@ -47,7 +47,8 @@ class LikesWindow:
     "performers and tags.",
 )
 def videos(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[pd.DataFrame]:
-    frame = read_catalogue(app_db.engine())
+    with app_db.engine() as engine:
+        frame = read_catalogue(engine)
     has_text = (frame["title"].fillna("").str.strip() != "") | (frame["description"].fillna("").str.strip() != "")
     return dg.Output(
         frame,
@@ -73,7 +74,8 @@ def raw_likes(
 ) -> dg.Output[LikesWindow]:
     as_of = datetime.now(UTC)
     since = as_of - timedelta(days=config.window_days)
-    frame = read_likes(app_db.engine(), since)
+    with app_db.engine() as engine:
+        frame = read_likes(engine, since)
     timestamps = frame["created_at"].dropna()
     return dg.Output(
         LikesWindow(likes=frame, since=since, as_of=as_of),
@@ -95,7 +97,8 @@ def raw_likes(
     "empty where the app has none (the user tower then treats every user's demographics as unknown).",
 )
 def user_profiles(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[pd.DataFrame]:
-    frame = read_profiles(app_db.engine())
+    with app_db.engine() as engine:
+        frame = read_profiles(engine)
     return dg.Output(frame, metadata={
         "profiles": dg.MetadataValue.int(len(frame)),
         "with_age_range_share": dg.MetadataValue.float(float(frame["age_range"].notna().mean()) if len(frame) else 0.0),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.assets import OWNERS, TRAINING_POOL, TRANSIENT_RETRIES, disk_full_is_final
@@ -18,8 +19,17 @@ from twotower_pipeline.model.evaluation import SEED_TARGETS
 from twotower_pipeline.model.export import ExportedTower, export_and_check
 from twotower_pipeline.model.negatives import NegativeMix
 from twotower_pipeline.model.towers import TowerConfig
-from twotower_pipeline.model.training import TrainedTwoTower, TrainingConfig, TrainingDataError, train_two_tower
-from twotower_pipeline.publishing import rescore_version
+from twotower_pipeline.model.training import (
+    TrainedTwoTower,
+    TrainingConfig,
+    TrainingDataError,
+    embed_items,
+    embed_users,
+    held_out_after,
+    score_towers,
+    train_two_tower,
+)
+from twotower_pipeline.publishing import load_version
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.validation import TrainingData
 
@@ -87,6 +97,7 @@ class ModelArtifacts:
     champion_version: str | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
     champion_note: str = ""
+    gate_metrics: dict[str, float] = field(default_factory=dict)  # this model on the champion comparison
 
     def load(self, model_store: ModelStore) -> TrainedTwoTower:
         return TrainedTwoTower.load(model_store.local(self.directory))
@@ -103,6 +114,7 @@ class OnnxTowers:
     champion_version: str | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
     champion_note: str = ""
+    gate_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -157,17 +169,25 @@ def _markdown_image(png: bytes, alt: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]],
-                  champion: dict[str, float] | None = None, champion_version: str | None = None) -> str:
+def metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
     columns = [("two-tower (this run)", metrics)] + [(name, values) for name, values in baselines.items()]
-    if champion:
-        columns.append((f"champion {champion_version}", champion))
     lines = ["| metric | " + " | ".join(name for name, _ in columns) + " | design target |",
              "|---" * (len(columns) + 2) + "|"]
     for name in REPORTED_METRICS:
         cells = [f"{values.get(name, float('nan')):.4f}" for _, values in columns]
         target = SEED_TARGETS.get(name)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {'> ' + str(target) if target else '-'} |")
+    return "\n".join(lines)
+
+
+def _comparison_table(comparison: "ChampionComparison") -> str:
+    if not comparison.champion_metrics:
+        return comparison.note
+    lines = [comparison.note, "", f"| metric | this run | champion {comparison.version} |", "|---|---:|---:|"]
+    for name in REPORTED_METRICS:
+        ours, theirs = comparison.candidate_metrics.get(name), comparison.champion_metrics.get(name)
+        if ours is not None and theirs is not None:
+            lines.append(f"| {name} | {ours:.4f} | {theirs:.4f} |")
     return "\n".join(lines)
 
 
@@ -218,16 +238,18 @@ def two_tower_model(
         except (TrainingDataError, ValueError) as error:
             mlflow.set_tag("twotower.failure", str(error))
             raise dg.Failure(f"training stopped: {error}", allow_retries=False) from error
-        champion_version, champion_metrics, champion_note = _rescore_champion(app_db, trained)
+        comparison = compare_with_champion(app_db, trained)
         directory = model_store.version_dir(version)
         with disk_full_is_final(f"the model store ({directory})"):
             trained.save(directory)
         mlflow.log_metrics({k: v for k, v in trained.metrics.items() if math.isfinite(v)})
         for baseline, values in trained.baselines.items():
             mlflow.log_metrics({f"{baseline}_{k}": v for k, v in values.items()})
-        if champion_metrics:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
-            mlflow.set_tag("twotower.champion_version", champion_version)
+        if comparison.champion_metrics:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in comparison.champion_metrics.items()})
+            mlflow.log_metrics({f"gate_{k}": v for k, v in comparison.candidate_metrics.items()})
+            mlflow.set_tag("twotower.champion_version", comparison.version)
+            mlflow.set_tag("twotower.champion_comparison", comparison.note)
         mlflow.log_metrics({f"data_{k}": v for k, v in trained.stats.items()})
         mlflow.log_metrics({f"importance.{_metric_name(k)}": v for k, v in trained.feature_importance.items()})
         curve = loss_curve_png(trained.history)
@@ -241,16 +263,16 @@ def two_tower_model(
     with disk_full_is_final(f"the model store ({model_store.base_path})"):
         location = model_store.publish(version)
     artifacts = ModelArtifacts(version, location, run_id, trained.metrics, trained.baselines,
-                               trained.stats, trained.feature_importance, champion_version, champion_metrics,
-                               champion_note)
+                               trained.stats, trained.feature_importance, comparison.version,
+                               comparison.champion_metrics, comparison.note, comparison.candidate_metrics)
     metadata = {
         "version": dg.MetadataValue.text(version),
         "loss": dg.MetadataValue.text(training_config.loss),
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_link(run_id)),
-        "metrics": dg.MetadataValue.md(metrics_table(trained.metrics, trained.baselines, champion_metrics,
-                                                     champion_version)),
+        "metrics": dg.MetadataValue.md(metrics_table(trained.metrics, trained.baselines)),
         "loss_curve": _markdown_image(curve, "loss curve"),
-        "champion": dg.MetadataValue.text(champion_note),
+        "champion": dg.MetadataValue.text(comparison.note),
+        "champion_comparison": dg.MetadataValue.md(_comparison_table(comparison)),
     }
     if trained.feature_importance:
         metadata["feature_importance"] = _markdown_image(importance_png(trained.feature_importance),
@@ -259,8 +281,8 @@ def two_tower_model(
     for baseline, values in trained.baselines.items():
         metadata.update({f"{baseline}_{k}": dg.MetadataValue.float(float(v)) for k, v in values.items()
                          if k in REPORTED_METRICS})
-    metadata.update({f"champion_{k}": dg.MetadataValue.float(float(v)) for k, v in champion_metrics.items()
-                     if k in REPORTED_METRICS})
+    metadata.update({f"champion_{k}": dg.MetadataValue.float(float(v))
+                     for k, v in comparison.champion_metrics.items() if k in REPORTED_METRICS})
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in trained.stats.items()})
     yield dg.Output(artifacts, metadata=metadata)
 
@@ -287,20 +309,49 @@ def _metric_name(group: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in group).strip("_")
 
 
-def _rescore_champion(app_db: AppDatabase, trained: TrainedTwoTower) -> tuple[str | None, dict[str, float], str]:
-    """The active version's metrics on this run's holdout, so the gate compares like with like."""
+MIN_FAIR_COMPARISON_USERS = 20
+
+
+@dataclass(frozen=True)
+class ChampionComparison:
+    version: str | None
+    champion_metrics: dict[str, float]
+    candidate_metrics: dict[str, float]  # the candidate on the same held-out likes
+    note: str
+
+
+def compare_with_champion(app_db: AppDatabase, trained: TrainedTwoTower) -> ChampionComparison:
+    """Score the active version and the candidate on the same held-out likes.
+
+    Preferably on the likes made after the champion's own training data ended, which neither model
+    saw; with too few of those, on this run's whole holdout (where the champion saw some likes).
+    """
+    prepared = trained.prepared
     with app_db.connect() as conn:
         champion = vector_store.active_record(conn)
     if champion is None:
-        return None, {}, "no active model version: this model is the first"
+        return ChampionComparison(None, {}, trained.metrics, "no active model version: this model is the first")
     try:
-        metrics = rescore_version(champion, trained.prepared)
-    except (OSError, ValueError, KeyError) as error:
-        # Without its files the champion cannot be re-scored; its own recorded metrics stand in.
+        model = load_version(champion)
+    except Exception as error:  # noqa: BLE001 - any unreadable champion falls back to its records
         recorded = {k: float(v) for k, v in champion.metrics.items() if k in REPORTED_METRICS}
-        return champion.version, recorded, (
-            f"champion {champion.version} could not be re-scored ({error}); using its recorded metrics")
-    return champion.version, metrics, f"champion {champion.version} re-scored on this run's holdout"
+        return ChampionComparison(champion.version, recorded, trained.metrics, (
+            f"champion {champion.version} could not be loaded ({type(error).__name__}: {error}); compared with "
+            "its recorded metrics, from another holdout"))
+    cutoff = pd.Timestamp(model.spec.reference_time)
+    later = held_out_after(prepared, cutoff)
+    if len(later.users) >= MIN_FAIR_COMPARISON_USERS:
+        likes = sum(len(rows) for rows in later.holdout.relevant)
+        held_out, note = later, (f"both scored on the {likes} held-out likes of {len(later.users)} users made after "
+                                 f"the champion's training data ended ({cutoff:%Y-%m-%d %H:%M %Z})")
+    else:
+        held_out, note = None, ("both scored on this run's holdout: too few held-out likes after the champion's "
+                                "training data ended for a comparison on likes neither saw")
+    champion_metrics = score_towers(prepared, model.spec, model.embed_users, model.embed_items, held_out)
+    candidate_metrics = trained.metrics if held_out is None else score_towers(
+        prepared, prepared.spec, lambda x: embed_users(trained.user_tower, x),
+        lambda x: embed_items(trained.item_tower, x), held_out)
+    return ChampionComparison(champion.version, champion_metrics, candidate_metrics, note)
 
 
 def parity_samples(trained: TrainedTwoTower, size: int = 256, seed: int = 0) -> tuple[dict, dict]:
@@ -373,6 +424,7 @@ def onnx_towers(
     registered: dict[str, str] = {}
     if passed:
         names = mlflow_tracking.tower_model_names()
+        mlflow_tracking.client()  # this step may run in its own process: point MLflow at the store
         with mlflow.start_run(run_id=two_tower_model.mlflow_run_id):
             for kind, tower in (("user_tower", user), ("item_tower", item)):
                 info = mlflow.onnx.log_model(onnx.load(str(tower.path)), name=kind, registered_model_name=names[kind])
@@ -411,6 +463,7 @@ def onnx_towers(
             champion_version=two_tower_model.champion_version,
             champion_metrics=two_tower_model.champion_metrics,
             champion_note=two_tower_model.champion_note,
+            gate_metrics=two_tower_model.gate_metrics or two_tower_model.metrics,
         ),
         metadata={
             "version": dg.MetadataValue.text(two_tower_model.version),

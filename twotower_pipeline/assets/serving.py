@@ -10,14 +10,16 @@ from twotower_pipeline import vector_store
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
 from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES
 from twotower_pipeline.assets.model import OnnxTowers
-from twotower_pipeline.promotion import decide_promotion
+from twotower_pipeline.model.evaluation import GATE_METRICS
+from twotower_pipeline.promotion import PromotionDecision, decide_promotion
 from twotower_pipeline.publishing import (
     EmbeddingReport,
     ServingModel,
+    UnsoundVectors,
     activate,
-    embed_item_shards,
-    embed_users,
     load_version,
+    publish_item_vectors,
+    publish_user_vectors,
 )
 from twotower_pipeline.resources import AppDatabase, MlflowTracking
 from twotower_pipeline.status import ACTIVE_MODEL_MAX_AGE_DAYS
@@ -46,6 +48,10 @@ class UserEmbeddings:
 
 def _serving_model(onnx: OnnxTowers) -> ServingModel:
     return ServingModel.load(onnx.version, onnx.user_tower_path, onnx.item_tower_path, onnx.feature_spec_path)
+
+
+class UserEmbeddingConfig(dg.Config):
+    window_days: int = LIKES_WINDOW_DAYS  # every user with likes in this window gets a vector
 
 
 def _report_metadata(report: EmbeddingReport) -> dict[str, dg.MetadataValue]:
@@ -101,9 +107,13 @@ def item_embeddings(
     reports: dict[str, EmbeddingReport] = {}
     for record in records:
         if record is None:
-            raise dg.Failure(f"model version {onnx_towers.version} is not registered; re-run onnx_towers")
-        report = embed_item_shards(url, load_version(record), shards, datetime.now(UTC),
-                                   only_missing=config.mode == "missing")
+            raise dg.Failure(f"model version {onnx_towers.version} is not registered; re-run onnx_towers",
+                             allow_retries=False)
+        try:
+            report = publish_item_vectors(url, load_version(record), shards, datetime.now(UTC),
+                                          only_missing=config.mode == "missing")
+        except (UnsoundVectors, ValueError) as error:
+            raise dg.Failure(str(error), allow_retries=False) from error
         reports[record.version] = report
         context.log.info(f"version {record.version}: wrote {report.written} item vectors for shards "
                          f"{','.join(shards)} ({report.seconds:.1f} s)")
@@ -131,11 +141,14 @@ def item_embeddings(
     description="64-d vectors of every user with likes in the window, from the newest exported user tower.",
 )
 def user_embeddings(
-    context: dg.AssetExecutionContext, config: ServingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
+    context: dg.AssetExecutionContext, config: UserEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
 ) -> dg.Output[UserEmbeddings]:
     as_of = datetime.now(UTC)
     model = _serving_model(onnx_towers)
-    report = embed_users(app_db.resolved_url(), model, config.window_days, as_of)
+    try:
+        report = publish_user_vectors(app_db.resolved_url(), model, config.window_days, as_of)
+    except (UnsoundVectors, ValueError) as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
     metadata = _report_metadata(report)
     metadata["version"] = dg.MetadataValue.text(model.version)
     return dg.Output(UserEmbeddings(model.version, as_of, report.written), metadata=metadata)
@@ -175,18 +188,27 @@ def active_model_version(
     mlflow_tracking: MlflowTracking,
 ):
     version = onnx_towers.version
+    if config.primary_metric not in GATE_METRICS:
+        raise dg.Failure(f"active_model_version config: primary_metric must be one of {GATE_METRICS}, "
+                         f"got {config.primary_metric!r}", allow_retries=False)
     if user_embeddings.version != version:
         raise dg.Failure(
             f"user embeddings are of version {user_embeddings.version}, item towers of {version}; "
             "re-run user_embeddings for the newest version", allow_retries=False,
         )
-    url = app_db.resolved_url()
     now = datetime.now(UTC)
     with app_db.connect() as conn:
         active_now = vector_store.active_version(conn)
-    decision = decide_promotion(version, onnx_towers.metrics, onnx_towers.champion_version,
-                                onnx_towers.champion_metrics, active_now, config.primary_metric,
-                                config.min_improvement)
+    if active_now == version:
+        # A retry of this step after the switch had committed: the candidate is already live.
+        decision = PromotionDecision(True, f"{version} is already the active version (activated by an earlier "
+                                     "attempt of this step)", config.primary_metric,
+                                     onnx_towers.gate_metrics.get(config.primary_metric, float("nan")),
+                                     onnx_towers.champion_version, None)
+    else:
+        decision = decide_promotion(version, onnx_towers.gate_metrics, onnx_towers.champion_version,
+                                    onnx_towers.champion_metrics, active_now, config.primary_metric,
+                                    config.min_improvement, comparison=onnx_towers.champion_note)
     yield dg.AssetCheckResult(
         check_name="promotion_gate",
         passed=decision.promote,
@@ -198,40 +220,47 @@ def active_model_version(
             "champion": dg.MetadataValue.float(decision.champion_score if decision.champion_score is not None
                                                else float("nan")),
             "champion_version": dg.MetadataValue.text(decision.champion_version or "none"),
-            "champion_scoring": dg.MetadataValue.text(onnx_towers.champion_note),
+            "comparison": dg.MetadataValue.text(onnx_towers.champion_note),
         },
     )
-    mlflow_tracking.client().set_tag(onnx_towers.mlflow_run_id, "twotower.promotion",
-                                     "activated" if decision.promote else "rejected")
-    mlflow_tracking.client().set_tag(onnx_towers.mlflow_run_id, "twotower.promotion_reason", decision.reason)
-
-    previous, dropped = active_now, []
-    model = _serving_model(onnx_towers)
-    if decision.promote:
-        try:
-            previous, dropped = activate(url, model, config.window_days, now, config.keep_versions, config.hnsw_m,
-                                         config.hnsw_ef_construction)
-        except vector_store.ActivationRefused as refused:
-            report = _completeness(app_db, version, now, config.window_days)
-            yield _completeness_result(report)
-            raise dg.Failure(str(refused)) from refused
-        mlflow_tracking.set_alias(version, "champion")
-        context.log.info(f"active model version: {version} (previous: {previous or 'none'})")
-    else:
+    if not decision.promote:
         with app_db.connect() as conn:
             vector_store.reject_version(conn, version, decision.reason)
+        _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "rejected", decision.reason)
         context.log.warning(f"candidate {version} rejected: {decision.reason}")
-    yield _completeness_result(_completeness(app_db, version, now, config.window_days))
-    if not decision.promote:
         return  # no new materialisation: the active version is unchanged (see the promotion_gate check)
+
+    url = app_db.resolved_url()
+    try:
+        activation = activate(url, _serving_model(onnx_towers), config.window_days, now, config.keep_versions,
+                              expected_active=active_now, hnsw_m=config.hnsw_m,
+                              hnsw_ef_construction=config.hnsw_ef_construction)
+    except vector_store.IncompleteVersion as incomplete:
+        yield _completeness_result(_completeness(app_db, version, now, config.window_days))
+        raise dg.Failure(str(incomplete)) from incomplete  # retried: arrivals may settle
+    except vector_store.ActivationRefused as refused:
+        with app_db.connect() as conn:
+            vector_store.reject_version(conn, version, f"activation refused: {refused}")
+        _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "refused", str(refused))
+        raise dg.Failure(str(refused), allow_retries=False) from refused
+    yield _completeness_result(_completeness(app_db, version, now, config.window_days))
+    mlflow_tracking.set_alias(version, "champion")
+    _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "activated", decision.reason)
+    context.log.info(f"active model version: {version} (previous: {activation.previous or 'none'})")
     metadata = {
         "active_version": dg.MetadataValue.text(version),
         "reason": dg.MetadataValue.text(decision.reason),
-        "previous_version": dg.MetadataValue.text(previous or "none"),
-        "dropped_versions": dg.MetadataValue.json(dropped),
+        "previous_version": dg.MetadataValue.text(activation.previous or "none"),
+        "dropped_versions": dg.MetadataValue.json(activation.dropped),
     }
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
     yield dg.Output(None, metadata=metadata)
+
+
+def _tag_run(mlflow_tracking: MlflowTracking, run_id: str, outcome: str, reason: str) -> None:
+    client = mlflow_tracking.client()
+    client.set_tag(run_id, "twotower.promotion", outcome)
+    client.set_tag(run_id, "twotower.promotion_reason", reason[:5000])
 
 
 def _completeness(app_db: AppDatabase, version: str, now: datetime, window_days: int) -> vector_store.Completeness:

@@ -18,6 +18,9 @@ NDCG_K = 10
 PRECISION_K = 10
 AUC_NEGATIVES = 100
 
+# Metrics the promotion gate may compare (higher is better).
+GATE_METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_50")
+
 # The design document's targets (Precision@10, Recall@50, NDCG@10, coverage).
 SEED_TARGETS = {"precision_at_10": 0.15, "recall_at_50": 0.30, "ndcg_at_10": 0.20, "coverage_at_50": 0.70}
 

@@ -129,6 +129,7 @@ class PreparedTraining:
     train_examples: Examples
     validation_examples: Examples
     holdout: HoldoutUsers
+    holdout_times: list[np.ndarray]  # epoch seconds of each held-out like, aligned with holdout.relevant
     holdout_users: np.ndarray
     holdout_rows: np.ndarray
     holdout_ages: np.ndarray
@@ -184,6 +185,8 @@ def prepare_training(catalogue: pd.DataFrame, likes: pd.DataFrame, config: Train
     test_by_user = split.test.groupby("user_id")
     held = np.array([u for u, user in enumerate(sequences.user_ids) if user in test_by_user.groups], dtype=np.int64)
     relevant = [test_by_user.get_group(sequences.user_ids[u])["row"].to_numpy() for u in held]
+    relevant_times = [test_by_user.get_group(sequences.user_ids[u])["created_at"].astype("int64").to_numpy() / 1e9
+                      for u in held]
     first_test = np.array([test_by_user.get_group(sequences.user_ids[u])["created_at"].min().value / 1e9
                            for u in held], dtype=np.float64)
     rows, ages = latest_histories([sequences.rows[u] for u in held], [sequences.times[u] for u in held],
@@ -193,6 +196,7 @@ def prepare_training(catalogue: pd.DataFrame, likes: pd.DataFrame, config: Train
         items=items, tables=tables, sequences=sequences, train_examples=train_examples,
         validation_examples=validation_examples,
         holdout=HoldoutUsers(seen=[sequences.rows[u] for u in held], relevant=relevant),
+        holdout_times=relevant_times,
         holdout_users=held, holdout_rows=rows, holdout_ages=ages,
         item_genres=pd.factorize(catalogue["genre"].fillna(""))[0],
         profiles=profiles, demographics=Demographics.lookup(spec, sequences.user_ids, profiles),
@@ -352,17 +356,42 @@ class TrainedTwoTower:
                    record["baselines"], record["stats"], record.get("feature_importance", {}))
 
 
+@dataclass(frozen=True)
+class HoldoutSlice:
+    """Some of the held-out users, and of their held-out likes (e.g. those after a cutoff)."""
+
+    users: np.ndarray  # indices into prepared.holdout
+    holdout: HoldoutUsers
+
+
+def held_out_after(prepared: PreparedTraining, cutoff: pd.Timestamp) -> HoldoutSlice:
+    """The held-out likes made after ``cutoff``: likes a model trained up to the cutoff never saw."""
+    seconds = cutoff.value / 1e9
+    users, seen, relevant = [], [], []
+    for u, (rows, times) in enumerate(zip(prepared.holdout.relevant, prepared.holdout_times)):
+        later = rows[times > seconds]
+        if len(later):
+            users.append(u)
+            seen.append(prepared.holdout.seen[u])
+            relevant.append(later)
+    return HoldoutSlice(np.asarray(users, dtype=np.int64), HoldoutUsers(seen, relevant))
+
+
 def score_towers(prepared: PreparedTraining, spec: FeatureSpec,
                  user_vectors_of: Callable[[dict[str, np.ndarray]], np.ndarray],
-                 item_vectors_of: Callable[[dict[str, np.ndarray]], np.ndarray]) -> dict[str, float]:
+                 item_vectors_of: Callable[[dict[str, np.ndarray]], np.ndarray],
+                 held_out: HoldoutSlice | None = None) -> dict[str, float]:
     """Metrics of any pair of towers (this model, or the champion with its own feature spec)
-    on this training's holdout."""
+    on this training's holdout, or on a slice of it."""
     items = prepared.items if spec is prepared.spec else item_features(
         spec, prepared.catalogue, prepared.popularity, prepared.reference_time)
-    return evaluate_ranker(
-        vector_scores(user_vectors_of(prepared.holdout_user_inputs(spec)), item_vectors_of(items)),
-        prepared.holdout, prepared.item_genres,
-    )
+    inputs = prepared.holdout_user_inputs(spec)
+    holdout = prepared.holdout
+    if held_out is not None:
+        inputs = {name: values[held_out.users] for name, values in inputs.items()}
+        holdout = held_out.holdout
+    return evaluate_ranker(vector_scores(user_vectors_of(inputs), item_vectors_of(items)), holdout,
+                           prepared.item_genres)
 
 
 def baseline_metrics(prepared: PreparedTraining) -> dict[str, dict[str, float]]:
