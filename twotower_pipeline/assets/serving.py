@@ -175,7 +175,7 @@ def user_embeddings(
         dg.AssetCheckSpec(
             "vectors_complete", asset="active_model_version",
             description="Every catalogue video and every user with likes in the window has a unit-length "
-            "vector of the candidate; otherwise the switch is refused.",
+            "vector of the version that serves after this step (a candidate missing any is not switched to).",
         ),
     ],
 )
@@ -228,6 +228,11 @@ def active_model_version(
             vector_store.reject_version(conn, version, decision.reason)
         _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "rejected", decision.reason)
         context.log.warning(f"candidate {version} rejected: {decision.reason}")
+        if active_now is not None:
+            yield _completeness_result(_completeness(app_db, active_now, now, config.window_days))
+        else:
+            yield dg.AssetCheckResult(check_name="vectors_complete", passed=False,
+                                      description="no version serves: the first candidate was rejected")
         return  # no new materialisation: the active version is unchanged (see the promotion_gate check)
 
     url = app_db.resolved_url()
@@ -272,7 +277,7 @@ def _completeness_result(report: vector_store.Completeness) -> dg.AssetCheckResu
     return dg.AssetCheckResult(
         check_name="vectors_complete",
         passed=not report.problems,
-        description="; ".join(report.problems) or "every video and active user has a vector",
+        description="; ".join(report.problems) or f"every video and active user has a vector of {report.version}",
         metadata={
             "catalogue_videos": dg.MetadataValue.int(report.catalogue_videos),
             "item_vectors": dg.MetadataValue.int(report.item_vectors),
