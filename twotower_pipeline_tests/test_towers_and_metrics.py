@@ -9,6 +9,7 @@ from twotower_pipeline.model.evaluation import (
     HoldoutUsers,
     evaluate_ranker,
     item_knn_scores,
+    top_k_by_vectors,
     top_k_rows,
     vector_scores,
 )
@@ -129,6 +130,17 @@ def test_next_like_examples_use_only_earlier_likes_as_history():
     np.testing.assert_allclose(examples.history_age_days[1], [0, 0, 3, 2])
     assert list(examples.is_last) == [False, True]
     assert list(examples.users) == [0, 0]
+
+
+def test_top_k_in_user_chunks_equals_the_whole_score_matrix():
+    # Validation ranks the catalogue a chunk of users at a time; the answer must not depend on it.
+    rng = np.random.default_rng(3)
+    users, items = rng.normal(size=(23, 8)), rng.normal(size=(40, 8))
+    seen = [rng.choice(40, size=rng.integers(0, 10), replace=False) for _ in range(23)]
+    whole = top_k_rows(users @ items.T, seen, k=12)
+    chunked = top_k_by_vectors(users, items, seen, k=12, chunk=5)
+    np.testing.assert_array_equal(chunked, whole)
+    assert not any(np.isin(chunked[u], seen[u]).any() for u in range(23))
 
 
 def test_metrics_match_hand_computed_values():

@@ -59,6 +59,15 @@ def top_k_rows(scores: np.ndarray, seen: list[np.ndarray], k: int) -> np.ndarray
     return top
 
 
+def top_k_by_vectors(user_vectors: np.ndarray, item_vectors: np.ndarray, seen: list[np.ndarray], k: int,
+                     chunk: int = 256) -> np.ndarray:
+    """``top_k_rows`` of the dot-product scores, a chunk of users at a time: the whole [U, N] score
+    matrix of a large catalogue does not fit in memory (10,000 users x 500,000 videos is 20 GB)."""
+    parts = [top_k_rows(user_vectors[start:start + chunk] @ item_vectors.T, seen[start:start + chunk], k)
+             for start in range(0, len(user_vectors), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, min(k, len(item_vectors))), dtype=np.int64)
+
+
 def _auc(scores: np.ndarray, relevant: np.ndarray, seen: np.ndarray, rng: np.random.Generator) -> float:
     """Probability that a held-out video outscores a random video the user never liked."""
     n = scores.shape[0]

@@ -41,7 +41,7 @@ from twotower_pipeline.model.evaluation import (
     evaluate_ranker,
     item_knn_scores,
     popularity_scores,
-    top_k_rows,
+    top_k_by_vectors,
     vector_scores,
 )
 from twotower_pipeline.model.features import (
@@ -307,7 +307,7 @@ class EpochEvaluation(keras.callbacks.Callback):
         item_vectors = embed_items(towers.item_tower, self.prepared.items)
         user_vectors = embed_users(towers.user_tower, self.inputs)
         if len(user_vectors):
-            top = top_k_rows(user_vectors @ item_vectors.T, self.seen, RECALL_K)
+            top = top_k_by_vectors(user_vectors, item_vectors, self.seen, RECALL_K)
             hits = (top == self.prepared.validation_examples.positive_rows[:, None]).any(axis=1)
             logs["val_recall_at_50"] = float(hits.mean())
         if self.sampler is not None:
