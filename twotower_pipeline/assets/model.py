@@ -40,28 +40,31 @@ REPORTED_METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "cov
                     "genre_entropy_at_10")
 
 
-class TrainingRunConfig(dg.Config):
-    """Hyper-parameters; editable in the launchpad for a one-off run."""
+_DEFAULTS = TrainingConfig()
 
-    loss: str = "sampled_softmax"  # or "margin" (the design document's contrastive loss)
-    epochs: int = 20
-    batch_size: int = 512
-    learning_rate: float = 0.002
-    temperature: float = 0.07
-    logq_correction: bool = True
-    margin: float = 0.3
-    negatives_per_example: int = 4
-    random_negatives: float = 0.6
-    hard_negatives: float = 0.3
-    popular_negatives: float = 0.1
-    hard_negative_pool: int = 200
-    early_stopping_patience: int = 3
-    embedding_dim: int = 64
-    dropout: float = 0.2
-    holdout_fraction: float = 0.2
-    seed: int = 42
+
+class TrainingRunConfig(dg.Config):
+    """Hyper-parameters; editable in the launchpad for a one-off run. Defaults: ``TrainingConfig``'s."""
+
+    loss: str = _DEFAULTS.loss  # "sampled_softmax" or "margin" (the design document's contrastive loss)
+    epochs: int = _DEFAULTS.epochs
+    batch_size: int = _DEFAULTS.batch_size
+    learning_rate: float = _DEFAULTS.learning_rate
+    temperature: float = _DEFAULTS.temperature
+    logq_correction: bool = _DEFAULTS.logq_correction
+    margin: float = _DEFAULTS.margin
+    negatives_per_example: int = _DEFAULTS.negatives_per_example
+    random_negatives: float = _DEFAULTS.negative_mix.random
+    hard_negatives: float = _DEFAULTS.negative_mix.hard
+    popular_negatives: float = _DEFAULTS.negative_mix.popular
+    hard_negative_pool: int = _DEFAULTS.hard_negative_pool
+    early_stopping_patience: int = _DEFAULTS.early_stopping_patience
+    embedding_dim: int = _DEFAULTS.tower.embedding_dim
+    dropout: float = _DEFAULTS.tower.dropout
+    holdout_fraction: float = _DEFAULTS.holdout.holdout_fraction
+    seed: int = _DEFAULTS.seed
     feature_importance: bool = True
-    distribution: str = "none"  # "mirrored": train on every visible GPU with tf.distribute
+    distribution: str = _DEFAULTS.distribution  # "mirrored": train on every visible GPU with tf.distribute
 
     def to_training_config(self) -> TrainingConfig:
         return TrainingConfig(
