@@ -58,16 +58,7 @@ export function integerField(
   min: number,
   max: number,
 ): number {
-  const value = body[key];
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new HttpError(
-      400,
-      `invalid_${key}`,
-      `"${key}" must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
+  return boundedNumber(body, key, fallback, min, max, "an integer");
 }
 
 export function numberField(
@@ -77,16 +68,30 @@ export function numberField(
   min: number,
   max: number,
 ): number {
+  return boundedNumber(body, key, fallback, min, max, "a number");
+}
+
+function boundedNumber(
+  body: Record<string, unknown>,
+  key: string,
+  fallback: number,
+  min: number,
+  max: number,
+  kind: "an integer" | "a number",
+): number {
   const value = body[key];
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
+  const valid = typeof value === "number" &&
+    (kind === "an integer" ? Number.isInteger(value) : Number.isFinite(value)) &&
+    value >= min && value <= max;
+  if (!valid) {
     throw new HttpError(
       400,
       `invalid_${key}`,
-      `"${key}" must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`,
+      `"${key}" must be ${kind} from ${min} to ${max}, got ${JSON.stringify(value)}`,
     );
   }
-  return value;
+  return value as number;
 }
 
 /** A Postgres error's SQLSTATE, if the error came from the database. */
