@@ -10,15 +10,19 @@ For one catalogue size it:
    preparation, ONNX Runtime, binary COPY into the version's partition) -> videos/s;
 3. the floor: binary COPY of the same, precomputed vectors into a fresh partition -> rows/s;
 4. builds the HNSW index (reported separately), embeds the users and activates the version;
-5. calls recommend_videos(user, 10) for sampled users: latency p50/p95 (client round trip) and
+5. calls recommend_videos(user, 10) for sampled users, once to warm the cache (a serving database
+   keeps its active index in memory) and once measured: latency p50/p95 (client round trip) and
    recall@10 against an exact scan of the same partition with the same exclusions.
-Writes bench/results/serving-<videos>v.json.
+Writes bench/results/serving-<videos>v.json. The state folder is deleted at the end unless --keep;
+``--queries-only STATE`` measures step 5 again on a kept state (e.g. with another --ef-search) and
+updates the query figures of that size's results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -59,7 +63,12 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=None, help="override hnsw.ef_search for the queries")
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=128)
+    parser.add_argument("--keep", action="store_true", help="keep the state folder (for --queries-only)")
+    parser.add_argument("--queries-only", type=Path, metavar="STATE", help="re-measure the queries on a kept state")
     options = parser.parse_args()
+    if options.queries_only:
+        queries_only(options)
+        return
 
     seconds: dict[str, float] = {}
     state = Path(tempfile.mkdtemp(prefix="twotower-serving-bench-"))
@@ -123,6 +132,7 @@ def main() -> None:
             conn.execute("select public.two_tower_drop_version(%s)", (floor_version,))
 
         latencies, recalls = query_benchmark(url, version, options.queries, options.ef_search)
+        (state / "videos").write_text(str(options.videos))
         record = {
             "date": now.isoformat(timespec="seconds"),
             "size": {"videos": options.videos, "users": options.users, "likes": options.likes},
@@ -133,11 +143,7 @@ def main() -> None:
             "onnx_and_copy_videos_per_second": round(
                 report.written / (report.phase_seconds["inference"] + report.phase_seconds["write"])),
             "floor_rows_per_second": round(len(ids) / seconds["floor: COPY precomputed vectors"]),
-            "recommend_videos_ms": {"p50": round(statistics.median(latencies), 2),
-                                    "p95": round(float(np.percentile(latencies, 95)), 2),
-                                    "queries": len(latencies)},
-            "recall_at_10_vs_exact": round(float(np.mean(recalls)), 4),
-            "ef_search": options.ef_search or "function default",
+            **query_figures(latencies, recalls, options.ef_search),
             "hnsw": {"m": options.hnsw_m, "ef_construction": options.ef_construction},
         }
         record["embed_vs_floor"] = round(record["embed_videos_per_second"] / record["floor_rows_per_second"], 3)
@@ -150,6 +156,36 @@ def main() -> None:
         print(f"written to {out}")
     finally:
         server.stop()
+        if options.keep:
+            print(f"state kept in {state}: --queries-only {state}")
+        else:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def query_figures(latencies: list[float], recalls: list[float], ef_search: int | None) -> dict[str, object]:
+    return {
+        "recommend_videos_ms": {"p50": round(statistics.median(latencies), 2),
+                                "p95": round(float(np.percentile(latencies, 95)), 2),
+                                "queries": len(latencies), "cache": "warm"},
+        "recall_at_10_vs_exact": round(float(np.mean(recalls)), 4),
+        "ef_search": ef_search or "function default",
+    }
+
+
+def queries_only(options: argparse.Namespace) -> None:
+    out = RESULTS / f"serving-{(options.queries_only / 'videos').read_text().strip()}v.json"
+    server = EmbeddedPostgres(options.queries_only / "postgres")
+    url = server.ensure_running()
+    try:
+        latencies, recalls = query_benchmark(url, "bench-v1", options.queries, options.ef_search)
+    finally:
+        server.stop()
+    record = json.loads(out.read_text()) if out.exists() else {}
+    record.update(query_figures(latencies, recalls, options.ef_search))
+    record["queries_measured"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({k: record[k] for k in ("recommend_videos_ms", "recall_at_10_vs_exact", "ef_search")}, indent=2))
+    print(f"written to {out}")
 
 
 def query_benchmark(url: str, version: str, queries: int, ef_search: int | None) -> tuple[list[float], list[float]]:
@@ -162,8 +198,10 @@ def query_benchmark(url: str, version: str, queries: int, ef_search: int | None)
         rng = np.random.default_rng(0)
         sample = [users[i] for i in rng.integers(0, len(users), size=queries)]
         if ef_search:
-            conn.execute(f"alter function public.recommend_videos(uuid, integer) set hnsw.ef_search = {int(ef_search)}")
-        for user in sample[:20]:  # warm the cache and the plan
+            # The ranking function carries the setting (recommend_videos delegates to it).
+            conn.execute("alter function public.two_tower_rank_videos(uuid, vector, text, integer) "
+                         f"set hnsw.ef_search = {int(ef_search)}")
+        for user in sample:  # warm the cache and the plans
             conn.execute("select * from public.recommend_videos(%s, 10)", (user,)).fetchall()
         latencies, recalls = [], []
         for user in sample:
