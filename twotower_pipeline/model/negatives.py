@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twotower_pipeline.model.evaluation import top_k_by_vectors
+
 
 @dataclass(frozen=True)
 class NegativeMix:
@@ -50,17 +52,10 @@ class NegativeSampler:
         top_popular = np.argsort(-popularity, kind="stable")[: self.hard_pool_size + 1000]
         self.hard_pools = [np.setdiff1d(top_popular, rows)[: self.hard_pool_size] for rows in self.liked]
 
-    def refresh_hard_pools(self, user_vectors: np.ndarray, item_vectors: np.ndarray, chunk: int = 512) -> None:
+    def refresh_hard_pools(self, user_vectors: np.ndarray, item_vectors: np.ndarray) -> None:
         """Highest-scored videos each user has not liked, by the current towers."""
-        pools = []
-        k = self.hard_pool_size
-        for start in range(0, len(user_vectors), chunk):
-            scores = user_vectors[start:start + chunk] @ item_vectors.T
-            for offset, row in enumerate(scores):
-                row[self.liked[start + offset]] = -np.inf
-                top = np.argpartition(-row, k - 1)[:k]
-                pools.append(top[np.isfinite(row[top])])
-        self.hard_pools = pools
+        top = top_k_by_vectors(user_vectors, item_vectors, self.liked, self.hard_pool_size)
+        self.hard_pools = [row[row >= 0] for row in top]
 
     def sources(self, n: int) -> np.ndarray:
         """Which sampler each of n negatives comes from: 0 random, 1 hard, 2 popular."""
