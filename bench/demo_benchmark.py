@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.machine import machine
+from bench.machine import add_size_arguments, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
@@ -66,9 +66,7 @@ def timed(args: list[str], env: dict[str, str]) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--likes", type=int, default=100_000)
+    add_size_arguments(parser)
     parser.add_argument("--keep-state", action="store_true", help="keep the state folder for inspection")
     options = parser.parse_args()
 
@@ -76,7 +74,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("TWOTOWER_DATABASE_URL", "MLFLOW_TRACKING_URI",
                                                             "DAGSTER_HOME")}
     env["TWOTOWER_HOME"] = str(state / "home")
-    size = ["--videos", str(options.videos), "--users", str(options.users), "--likes", str(options.likes)]
+    size = ["--videos", str(options.videos), "--users", str(options.users), "--likes", str(options.likes),
+            "--seed", str(options.seed)]
     try:
         demo = timed(["demo", *size], env)
         retrain = timed(["retrain"], env)

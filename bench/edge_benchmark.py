@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import machine
+from bench.machine import add_size_arguments, demo_size, machine
 from twotower_pipeline import db
 from twotower_pipeline.db.embedded import EmbeddedPostgres
 from twotower_pipeline.db.migrations import apply_migrations
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.demo_data import generate_demo_data, load_demo_data
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import PROJECT_ROOT, Settings
 
@@ -178,9 +178,7 @@ def load(port: int, requests: list[tuple[dict, str]], concurrency: int, seconds:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--likes", type=int, default=100_000)
+    add_size_arguments(parser)
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per path")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each throughput run")
@@ -202,7 +200,7 @@ def main() -> None:
         print(f"{options.videos:,} videos, {options.users:,} users, {options.likes:,} likes", flush=True)
         started = time.perf_counter()
         with db.connect(url) as conn:
-            load_demo_data(conn, generate_demo_data(DemoSize(options.videos, options.users, options.likes, 7),
+            load_demo_data(conn, generate_demo_data(demo_size(options),
                                                     datetime.now(UTC)))
         seconds["demo data"] = round(time.perf_counter() - started, 1)
         started = time.perf_counter()

@@ -1,10 +1,25 @@
-"""What a benchmark ran on, recorded next to its figures."""
+"""What every benchmark shares: the demo size it runs at, and the machine it ran on (recorded next to
+its figures)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
+
+from twotower_pipeline.demo_data import DemoSize
+
+
+def add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """--videos, --users, --likes and --seed of the demo data; the defaults are `twotower demo`'s."""
+    default = DemoSize()
+    for name in ("videos", "users", "likes", "seed"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(default, name))
+
+
+def demo_size(options: argparse.Namespace) -> DemoSize:
+    return DemoSize(options.videos, options.users, options.likes, options.seed)
 
 
 def machine() -> dict[str, object]:

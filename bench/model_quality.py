@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.machine import machine
-from twotower_pipeline.demo_data import DemoData, DemoSize, generate_demo_data, oracle_scores
+from bench.machine import add_size_arguments, demo_size, machine
+from twotower_pipeline.demo_data import DemoData, generate_demo_data, oracle_scores
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -148,10 +148,7 @@ def markdown(rankers: dict[str, dict[str, float]], targets: dict[str, float]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--likes", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=7)
+    add_size_arguments(parser)
     parser.add_argument("--train", action="store_true", help="also train the two-tower model with each loss")
     parser.add_argument("--losses", default="sampled_softmax,margin",
                         help="comma-separated losses to train with --train (default: both)")
@@ -165,7 +162,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown loss(es) {', '.join(unknown)}; choose from {', '.join(LOSSES)}")
 
-    size = DemoSize(videos=options.videos, users=options.users, likes=options.likes, seed=options.seed)
+    size = demo_size(options)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     print(f"{size.videos:,} videos, {size.users:,} users, {size.likes:,} likes, seed {size.seed}", file=sys.stderr)

@@ -13,7 +13,7 @@ For one catalogue size it:
 5. calls recommend_videos(user, 10) for sampled users, once to warm the cache (a serving database
    keeps its active index in memory) and once measured: latency p50/p95 (client round trip) and
    recall@10 against an exact scan of the same partition with the same exclusions.
-Writes bench/results/serving-<videos>v.json. The state folder is deleted at the end unless --keep;
+Writes bench/results/serving-<videos>v.json. The state folder is deleted at the end unless --keep-state;
 ``--queries-only STATE`` measures step 5 again on a kept state (e.g. with another --ef-search) and
 updates the query figures of that size's results.
 """
@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import machine
+from bench.machine import add_size_arguments, demo_size, machine
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles
 from twotower_pipeline.db.embedded import EmbeddedPostgres
 from twotower_pipeline.db.migrations import apply_migrations
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.demo_data import generate_demo_data, load_demo_data
 from twotower_pipeline.model.export import export_tower
 from twotower_pipeline.model.training import TrainingConfig, train_two_tower
 from twotower_pipeline.publishing import ServingModel, publish_item_vectors, publish_user_vectors
@@ -56,14 +56,12 @@ def timed(label: str, results: dict, fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--likes", type=int, default=100_000)
+    add_size_arguments(parser)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--ef-search", type=int, default=None, help="override hnsw.ef_search for the queries")
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=128)
-    parser.add_argument("--keep", action="store_true", help="keep the state folder (for --queries-only)")
+    parser.add_argument("--keep-state", action="store_true", help="keep the state folder (for --queries-only)")
     parser.add_argument("--queries-only", type=Path, metavar="STATE", help="re-measure the queries on a kept state")
     options = parser.parse_args()
     if options.queries_only:
@@ -79,7 +77,7 @@ def main() -> None:
         now = datetime.now(UTC)
         print(f"{options.videos:,} videos, {options.users:,} users, {options.likes:,} likes", flush=True)
         data = timed("generate demo data", seconds, lambda: generate_demo_data(
-            DemoSize(options.videos, options.users, options.likes, 7), now))
+            demo_size(options), now))
         with db.connect(url) as conn:
             timed("load demo data", seconds, lambda: load_demo_data(conn, data))
         data = None  # free the frames before training
@@ -131,8 +129,7 @@ def main() -> None:
             vector_store.activate_version(conn, version, datetime(2000, 1, 1, tzinfo=UTC))
             conn.execute("select public.two_tower_drop_version(%s)", (floor_version,))
 
-        latencies, recalls = query_benchmark(url, version, options.queries, options.ef_search)
-        (state / "videos").write_text(str(options.videos))
+        latencies, recalls, ef_search = query_benchmark(url, version, options.queries, options.ef_search)
         record = {
             "date": now.isoformat(timespec="seconds"),
             "size": {"videos": options.videos, "users": options.users, "likes": options.likes},
@@ -143,7 +140,7 @@ def main() -> None:
             "onnx_and_copy_videos_per_second": round(
                 report.written / (report.phase_seconds["inference"] + report.phase_seconds["write"])),
             "floor_rows_per_second": round(len(ids) / seconds["floor: COPY precomputed vectors"]),
-            **query_figures(latencies, recalls, options.ef_search),
+            **query_figures(latencies, recalls, ef_search),
             "hnsw": {"m": options.hnsw_m, "ef_construction": options.ef_construction},
         }
         record["embed_vs_floor"] = round(record["embed_videos_per_second"] / record["floor_rows_per_second"], 3)
@@ -156,39 +153,43 @@ def main() -> None:
         print(f"written to {out}")
     finally:
         server.stop()
-        if options.keep:
+        if options.keep_state:
             print(f"state kept in {state}: --queries-only {state}")
         else:
             shutil.rmtree(state, ignore_errors=True)
 
 
-def query_figures(latencies: list[float], recalls: list[float], ef_search: int | None) -> dict[str, object]:
+def query_figures(latencies: list[float], recalls: list[float], ef_search: int) -> dict[str, object]:
     return {
         "recommend_videos_ms": {"p50": round(statistics.median(latencies), 2),
                                 "p95": round(float(np.percentile(latencies, 95)), 2),
                                 "queries": len(latencies), "cache": "warm"},
         "recall_at_10_vs_exact": round(float(np.mean(recalls)), 4),
-        "ef_search": ef_search or "function default",
+        "ef_search": ef_search,
     }
 
 
 def queries_only(options: argparse.Namespace) -> None:
-    out = RESULTS / f"serving-{(options.queries_only / 'videos').read_text().strip()}v.json"
     server = EmbeddedPostgres(options.queries_only / "postgres")
     url = server.ensure_running()
     try:
-        latencies, recalls = query_benchmark(url, "bench-v1", options.queries, options.ef_search)
+        with db.connect(url) as conn:
+            videos = conn.execute("select count(*) from public.videos").fetchone()[0]
+        latencies, recalls, ef_search = query_benchmark(url, "bench-v1", options.queries, options.ef_search)
     finally:
         server.stop()
+    out = RESULTS / f"serving-{videos}v.json"
     record = json.loads(out.read_text()) if out.exists() else {}
-    record.update(query_figures(latencies, recalls, options.ef_search))
+    record.update(query_figures(latencies, recalls, ef_search))
     record["queries_measured"] = datetime.now(UTC).isoformat(timespec="seconds")
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: record[k] for k in ("recommend_videos_ms", "recall_at_10_vs_exact", "ef_search")}, indent=2))
     print(f"written to {out}")
 
 
-def query_benchmark(url: str, version: str, queries: int, ef_search: int | None) -> tuple[list[float], list[float]]:
+def query_benchmark(url: str, version: str, queries: int, ef_search: int | None
+                    ) -> tuple[list[float], list[float], int]:
+    """Latencies (ms) and recall@10 of recommend_videos for sampled users, and the hnsw.ef_search used."""
     with db.connect(url, autocommit=True) as conn:
         users = [str(r[0]) for r in conn.execute(
             "select user_id from public.two_tower_user_embeddings where model_version = %s order by user_id",
@@ -201,6 +202,9 @@ def query_benchmark(url: str, version: str, queries: int, ef_search: int | None)
             # The ranking function carries the setting (recommend_videos delegates to it).
             conn.execute("alter function public.two_tower_rank_videos(uuid, vector, text, integer) "
                          f"set hnsw.ef_search = {int(ef_search)}")
+        # What the queries run with: the function's own setting (an override persists in a kept state).
+        settings = conn.execute("select proconfig from pg_proc where proname = 'two_tower_rank_videos'").fetchone()[0]
+        used = int(next(s.split("=", 1)[1] for s in settings if s.startswith("hnsw.ef_search=")))
         for user in sample:  # warm the cache and the plans
             conn.execute("select * from public.recommend_videos(%s, 10)", (user,)).fetchall()
         latencies, recalls = [], []
@@ -217,7 +221,7 @@ def query_benchmark(url: str, version: str, queries: int, ef_search: int | None)
                 "where l.user_id = u.user_id and l.video_id = e.video_id) "
                 "order by (e.embedding <#> u.embedding) + 0 limit 10", (version, user))}
             recalls.append(len(got & exact) / 10)
-        return latencies, recalls
+        return latencies, recalls, used
 
 
 if __name__ == "__main__":

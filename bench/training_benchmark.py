@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.machine import machine
-from twotower_pipeline.demo_data import DemoSize, generate_demo_data
+from bench.machine import add_size_arguments, demo_size, machine
+from twotower_pipeline.demo_data import generate_demo_data
 from twotower_pipeline.model.export import export_tower
 from twotower_pipeline.model.training import TrainingConfig, train_two_tower
 
@@ -31,14 +31,11 @@ MAX_ONNX_MB = 50
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=1_000)
-    parser.add_argument("--likes", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=7)
+    add_size_arguments(parser)
     options = parser.parse_args()
 
     started = time.perf_counter()
-    data = generate_demo_data(DemoSize(options.videos, options.users, options.likes, options.seed),
+    data = generate_demo_data(demo_size(options),
                               datetime(2026, 3, 1, 12, tzinfo=UTC))
     catalogue, likes, profiles = data.pipeline_frames()
     data = None
