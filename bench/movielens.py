@@ -279,8 +279,12 @@ class Split:
 def per_user_split(likes: pd.DataFrame, fraction: float = HOLDOUT_FRACTION,
                    min_likes: int = MIN_HOLDOUT_USER_LIKES) -> Split:
     """Each user with at least ``min_likes`` likes loses their newest ``floor(fraction x n)`` (at least
-    one), in (timestamp, movie id) order; "now" is a day after the newest like that stays."""
-    ordered = likes.sort_values(["user_id", "timestamp", "movie_id"], kind="stable").reset_index(drop=True)
+    one), in the order the app keeps them: by time, then video id (a uuid, so likes of the same
+    second, common in MovieLens, fall in no particular order of the movies); "now" is a day after
+    the newest like that stays."""
+    ordered = (likes.assign(_video=likes["movie_id"].map(video_uuid))
+               .sort_values(["user_id", "timestamp", "_video"], kind="stable")
+               .drop(columns="_video").reset_index(drop=True))
     size = ordered.groupby("user_id")["movie_id"].transform("size").to_numpy()
     position = ordered.groupby("user_id").cumcount().to_numpy()
     held = np.maximum(1, np.floor(fraction * size).astype(np.int64))

@@ -15,7 +15,7 @@ in a child process, exactly as `twotower retrain` runs it; then `recommend_video
 database owner for every held-out user):
 
 - per-user: each user with >= 5 likes loses their newest 20% (floor, at least 1; by time, then movie
-  id); the rest is loaded, shifted so the newest loaded like is yesterday.
+  video id, as the app orders them); the rest is loaded, shifted so the newest loaded like is yesterday.
 - weekly: for each of the last --weeks 7-day windows (T = newest like + 1 s - 7k days, not aligned to
   calendar weeks), everything before T is loaded, shifted so T is the run's now, and the likes of the
   7 days after T are held out; the weeks are pooled, returning users (likes before T) and new users

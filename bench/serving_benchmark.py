@@ -124,9 +124,9 @@ def main() -> None:
         with db.connect(url, autocommit=True) as conn:
             timed("HNSW index build", seconds, lambda: vector_store.build_item_index(
                 conn, version, options.hnsw_m, options.ef_construction))
-        timed("user embeddings", seconds, lambda: publish_user_vectors(url, model, 183, now))
+        timed("user embeddings", seconds, lambda: publish_user_vectors(url, model, now))
         with db.connect(url) as conn:
-            vector_store.activate_version(conn, version, datetime(2000, 1, 1, tzinfo=UTC))
+            vector_store.activate_version(conn, version)
             conn.execute("select public.two_tower_drop_version(%s)", (floor_version,))
 
         latencies, recalls, ef_search = query_benchmark(url, version, options.queries, options.ef_search)

@@ -11,7 +11,7 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy
 
-LIKES_WINDOW_DAYS = 183  # the design document trains on the last six months of likes
+from twotower_pipeline.model.dataset import LIKES_WINDOW_DAYS  # noqa: F401 - the training window
 
 CATALOGUE_QUERY = sqlalchemy.text(
     """
@@ -41,7 +41,7 @@ LIKES_QUERY = sqlalchemy.text(
     """
     select user_id::text as user_id, video_id::text as video_id, created_at
     from public.likes
-    where created_at >= :since or created_at is null
+    where cast(:since as timestamptz) is null or created_at >= :since or created_at is null
     order by created_at nulls first, user_id, video_id
     """
 )
@@ -57,11 +57,17 @@ def read_catalogue(engine: sqlalchemy.Engine, shards: list[str] | None = None) -
     return frame
 
 
-def read_likes(engine: sqlalchemy.Engine, since: datetime) -> pd.DataFrame:
+def read_likes(engine: sqlalchemy.Engine, since: datetime | None = None) -> pd.DataFrame:
+    """The likes since ``since``, or all of them."""
     with engine.connect() as conn:
         frame = pd.read_sql(LIKES_QUERY, conn, params={"since": since})
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
+
+
+def read_video_ids(engine: sqlalchemy.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {row[0] for row in conn.execute(sqlalchemy.text("select id::text from public.videos"))}
 
 
 PROFILES_QUERY = sqlalchemy.text(

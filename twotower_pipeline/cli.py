@@ -126,7 +126,6 @@ def status() -> None:
 def rollback(to_version: str | None) -> None:
     from twotower_pipeline import db as database
     from twotower_pipeline import vector_store
-    from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
     from twotower_pipeline.publishing import activate, load_version
     from twotower_pipeline.resources import MlflowTracking
     from twotower_pipeline.vector_store import KEEP_VERSIONS
@@ -146,7 +145,7 @@ def rollback(to_version: str | None) -> None:
         click.echo(f"{target} is already the active version")
         return
     try:
-        activation = activate(url, load_version(record), window_days=LIKES_WINDOW_DAYS, now=datetime.now(UTC),
+        activation = activate(url, load_version(record), now=datetime.now(UTC),
                               keep_versions=KEEP_VERSIONS, expected_active=active)
     except (vector_store.ActivationRefused, OSError) as error:
         _fail(f"rollback to {target} refused, {active or 'no version'} stays active: {error}")

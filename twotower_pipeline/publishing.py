@@ -1,9 +1,11 @@
-"""Publishing a trained version: item and user vectors computed with its ONNX towers, written
-to pgvector, and the switch to it.
+"""Publishing a trained version: item and user vectors computed with its ONNX towers, and its
+cold-start lists, written to pgvector, and the switch to it.
 
 Vectors are computed from what the app's database holds at the time of writing (new videos
 and new likes included), with the feature preparation exported with the version, in ONNX
-Runtime: the same graph and the same transformation the Edge Functions use.
+Runtime: the same graph and the same transformation the Edge Functions use. What is computed
+is defined once, in :mod:`twotower_pipeline.model.serving_path`, which the run's evaluation
+ranks with too.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ import pandas as pd
 import sqlalchemy
 
 from twotower_pipeline import db, vector_store
-from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles
-from twotower_pipeline.model.dataset import UserSequences
+from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles, read_video_ids
 from twotower_pipeline.model.export import onnx_session, run_onnx
-from twotower_pipeline.model.features import (
-    POPULARITY_WINDOW_DAYS,
-    Demographics,
-    FeatureSpec,
-    HistoryTables,
-    item_features,
-    latest_histories,
-    popularity_counts,
+from twotower_pipeline.model.features import POPULARITY_WINDOW_DAYS, FeatureSpec
+from twotower_pipeline.model.serving_path import (
+    POPULARITY_HORIZON_DAYS,
+    Snapshot,
+    item_inputs,
+    popular_videos,
+    user_histories,
+    video_popularity,
 )
-from twotower_pipeline.model.training import attach_catalogue_rows
 from twotower_pipeline.model_files import local_copy
 from twotower_pipeline.settings import Settings
 from twotower_pipeline.validation import clean_catalogue, clean_likes
@@ -87,6 +87,7 @@ class EmbeddingReport:
     norm_mean: float = 0.0
     norm_max: float = 0.0
     per_shard: dict[str, int] = field(default_factory=dict)
+    segments: int = 0  # cold-start lists written (user vectors)
 
 
 def _norms(vectors: np.ndarray) -> tuple[float, float, float]:
@@ -96,8 +97,9 @@ def _norms(vectors: np.ndarray) -> tuple[float, float, float]:
     return float(norms.min()), float(norms.mean()), float(norms.max())
 
 
-def _recent_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: datetime, days: int) -> pd.DataFrame:
-    return clean_likes(read_likes(engine, as_of - timedelta(days=days)), known_videos, as_of)
+def _clean_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: datetime,
+                 since: datetime | None = None) -> pd.DataFrame:
+    return clean_likes(read_likes(engine, since), known_videos, as_of)
 
 
 class UnsoundVectors(ValueError):
@@ -121,7 +123,9 @@ def publish_item_vectors(
     engine = db.create_engine(url)
     try:
         catalogue = clean_catalogue(read_catalogue(engine, list(shards)))
-        likes = _recent_likes(engine, set(catalogue["id"]), as_of, POPULARITY_WINDOW_DAYS)
+        # Popularity is a share of every video's likes, so the likes of all shards are read.
+        likes = _clean_likes(engine, read_video_ids(engine), as_of,
+                             as_of - timedelta(days=max(POPULARITY_HORIZON_DAYS, POPULARITY_WINDOW_DAYS)))
     finally:
         engine.dispose()
     skipped: dict[str, int] = {}
@@ -131,9 +135,9 @@ def publish_item_vectors(
         new = ~catalogue["id"].isin(done)
         skipped["already embedded"] = int((~new).sum())
         catalogue = catalogue[new].reset_index(drop=True)
-    popularity = popularity_counts(catalogue["id"], likes, as_of)
     phases["read"] = time.perf_counter() - started
-    inputs = item_features(model.spec, catalogue, popularity, as_of)
+    inputs = item_inputs(model.spec, catalogue, likes, as_of)
+    popularity = video_popularity(catalogue["id"], likes, as_of)
     phases["features"] = time.perf_counter() - started - sum(phases.values())
     vectors = model.embed_items(inputs) if len(catalogue) else np.zeros((0, 64), np.float32)
     phases["inference"] = time.perf_counter() - started - sum(phases.values())
@@ -156,66 +160,72 @@ def publish_item_vectors(
     )
 
 
-def publish_user_vectors(
-    url: str, model: ServingModel, window_days: int, as_of: datetime, only_users: set[str] | None = None
-) -> EmbeddingReport:
-    """Write the version's vector of every user with valid likes in the window (replacing all of
-    them), or only of ``only_users`` (a top-up)."""
-    started = time.perf_counter()
+def read_snapshot(url: str, as_of: datetime) -> Snapshot:
+    """What the database holds now: the clean catalogue, every clean like (of any age) and the profiles."""
     engine = db.create_engine(url)
     try:
         catalogue = clean_catalogue(read_catalogue(engine))
-        likes = _recent_likes(engine, set(catalogue["id"]), as_of, window_days)
+        likes = _clean_likes(engine, set(catalogue["id"]), as_of)
         profiles = read_profiles(engine)
     finally:
         engine.dispose()
-    if only_users is not None:
-        likes = likes[likes["user_id"].isin(only_users)]
-    likes = attach_catalogue_rows(catalogue, likes)
-    tables = HistoryTables.from_catalogue(model.spec, catalogue)
-    sequences = UserSequences.from_likes(likes)
-    reference = np.full(len(sequences.user_ids), pd.Timestamp(as_of).value / 1e9 + 1.0)
-    rows, ages = latest_histories(sequences.rows, sequences.times, reference, tables.pad_row,
-                                  model.spec.history_length)
-    demographics = Demographics.lookup(model.spec, sequences.user_ids, profiles)
-    vectors = model.embed_users(tables.user_inputs(rows, ages, demographics))
+    return Snapshot.of(catalogue, likes, profiles, as_of)
+
+
+def publish_user_vectors(
+    url: str, model: ServingModel, as_of: datetime, only_users: set[str] | None = None
+) -> EmbeddingReport:
+    """Write the version's vector of every user with a valid like, of any age (replacing all of
+    them, and the version's cold-start lists), or only of ``only_users`` (a top-up)."""
+    started = time.perf_counter()
+    snapshot = read_snapshot(url, as_of)
+    histories = user_histories(model.spec, snapshot, only_users=only_users)
+    vectors = (model.embed_users(histories.inputs) if len(histories.user_ids)
+               else np.zeros((0, 64), dtype=np.float32))
     _refuse_unsound(vectors, "user", model.version)
-    newest = likes.groupby("user_id")["created_at"].max()
-    likes_until = [newest[user].to_pydatetime() for user in sequences.user_ids]
+    lists = None if only_users is not None else popular_lists(snapshot)
     with db.connect(url) as conn:
-        written = vector_store.write_user_vectors(conn, model.version, list(sequences.user_ids), vectors,
-                                                  likes_until, replace_all=only_users is None)
+        written = vector_store.write_user_vectors(conn, model.version, list(histories.user_ids), vectors,
+                                                  [t.to_pydatetime() for t in histories.likes_until],
+                                                  replace_all=only_users is None)
+        if lists is not None:
+            vector_store.write_popular_videos(conn, model.version, lists)
     low, mean, high = _norms(vectors)
     return EmbeddingReport(written=written, seconds=time.perf_counter() - started, norm_min=low, norm_mean=mean,
-                           norm_max=high)
+                           norm_max=high, segments=0 if lists is None else len(lists))
+
+
+def popular_lists(snapshot: Snapshot) -> list[tuple[str, str, list[str], list[float]]]:
+    """The cold-start lists of each demographic segment, as vector_store.write_popular_videos takes them."""
+    popular = popular_videos(snapshot)
+    ids = snapshot.catalogue["id"].to_numpy()
+    return [(age_range, region, list(ids[rows]), [float(x) for x in popular.segment_scores[(age_range, region)]])
+            for (age_range, region), rows in popular.segments.items()]
 
 
 def load_version(record: vector_store.VersionRecord) -> ServingModel:
     return ServingModel.load(record.version, record.user_tower_path, record.item_tower_path, record.feature_spec_path)
 
 
-def complete_version(url: str, model: ServingModel, window_days: int, now: datetime) -> vector_store.Completeness:
+def complete_version(url: str, model: ServingModel, now: datetime) -> vector_store.Completeness:
     """Embed only what arrived since the version's vectors were written (new videos, users who
     liked since), then report how complete the version is."""
-    likes_since = now - timedelta(days=window_days)
     with db.connect(url) as conn:
-        report = vector_store.check_completeness(conn, model.version, likes_since)
-        missing_users = vector_store.users_without_vectors(conn, model.version, likes_since) \
-            if report.missing_users else set()
+        report = vector_store.check_completeness(conn, model.version)
+        missing_users = vector_store.users_without_vectors(conn, model.version) if report.missing_users else set()
     if report.missing_videos_by_shard:
         publish_item_vectors(url, model, sorted(report.missing_videos_by_shard), now, only_missing=True)
     if missing_users:
-        publish_user_vectors(url, model, window_days, datetime.now(UTC), only_users=missing_users)
+        publish_user_vectors(url, model, datetime.now(UTC), only_users=missing_users)
     if not (report.missing_videos_by_shard or missing_users):
         return report
     with db.connect(url) as conn:
-        return vector_store.check_completeness(conn, model.version, likes_since)
+        return vector_store.check_completeness(conn, model.version)
 
 
 def activate(
     url: str,
     model: ServingModel,
-    window_days: int,
     now: datetime,
     keep_versions: int,
     expected_active: object = vector_store.ANY_ACTIVE,
@@ -236,11 +246,10 @@ def activate(
                 f"model version {model.version} has no stored vectors (never embedded, or dropped by retention)")
         vector_store.build_item_index(conn, model.version, hnsw_m, hnsw_ef_construction)
     for attempt in range(attempts):
-        complete_version(url, model, window_days, datetime.now(UTC))
+        complete_version(url, model, datetime.now(UTC))
         try:
             with db.connect(url) as conn:
-                return vector_store.activate_version(conn, model.version, now - timedelta(days=window_days),
-                                                     expected_active, keep_versions)
+                return vector_store.activate_version(conn, model.version, expected_active, keep_versions)
         except vector_store.IncompleteVersion:
             if attempt == attempts - 1:
                 raise

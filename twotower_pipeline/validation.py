@@ -62,6 +62,18 @@ class TrainingData:
     outcomes: list[RuleOutcome]
     as_of: datetime
     profiles: pd.DataFrame | None = None
+    window_start: datetime | None = None  # training examples are the likes since then; older ones are history
+
+    def window_likes(self) -> pd.DataFrame:
+        if self.window_start is None:
+            return self.likes
+        return self.likes[self.likes["created_at"] >= pd.Timestamp(self.window_start)]
+
+    @property
+    def window_days(self) -> float | None:
+        if self.window_start is None:
+            return None
+        return (pd.Timestamp(self.as_of) - pd.Timestamp(self.window_start)).total_seconds() / 86_400
 
     @property
     def passed(self) -> bool:
@@ -250,15 +262,18 @@ def prepare_training_data(
     as_of: datetime,
     rules: QualityRules = QualityRules(),
     profiles: pd.DataFrame | None = None,
+    window_start: datetime | None = None,
 ) -> TrainingData:
-    """Clean both tables, counting every dropped or repaired row by the rule it broke."""
+    """Clean both tables, counting every dropped or repaired row by the rule it broke. The volume
+    rules count the likes of the training window (since ``window_start``)."""
     like_rules = _like_rules(set(catalogue["id"]), as_of, rules)
     likes = raw_likes.sort_values("created_at", kind="stable", na_position="first")
     outcomes = _validate_flags("likes", likes, like_rules)
     outcomes += _validate_flags("videos", catalogue, _video_rules(rules))
     clean = _drop_broken(likes, like_rules)
-    outcomes += _validate_volume(clean, rules)
+    in_window = clean if window_start is None else clean[clean["created_at"] >= pd.Timestamp(window_start)]
+    outcomes += _validate_volume(in_window, rules)
     if profiles is not None:
         profiles = profiles[profiles["user_id"].isin(set(clean["user_id"]))].reset_index(drop=True)
     return TrainingData(catalogue=clean_catalogue(catalogue), likes=clean, outcomes=outcomes, as_of=as_of,
-                        profiles=profiles)
+                        profiles=profiles, window_start=window_start)

@@ -132,16 +132,41 @@ def write_user_vectors(
                          ("text", "uuid", "vector", "timestamptz"), rows)
 
 
-def users_without_vectors(conn: psycopg.Connection, version: str, likes_since: datetime) -> set[str]:
-    """Users with valid likes in the window and no vector of the version."""
+# A user the app serves from a vector: one valid like (stamped, not in the future, of a catalogue video)
+# of any age. The training window bounds training, not who is served.
+_SERVED_USERS = (
+    "select distinct l.user_id from public.likes l "
+    "where l.user_id is not null and l.created_at <= now() and l.video_id in (select id from public.videos)"
+)
+
+
+def users_without_vectors(conn: psycopg.Connection, version: str) -> set[str]:
+    """Users with a valid like and no vector of the version."""
     users = sql.Identifier(partition_name(conn, USER_TABLE, version))
     rows = conn.execute(sql.SQL(
-        "select distinct l.user_id::text from public.likes l "
-        "where l.user_id is not null and l.created_at >= %s and l.created_at <= now() "
-        "and l.video_id in (select id from public.videos) "
-        "and not exists (select 1 from public.{} u where u.user_id = l.user_id)"
-    ).format(users), (likes_since,)).fetchall()
+        "select a.user_id::text from (" + _SERVED_USERS + ") a "
+        "where not exists (select 1 from public.{} u where u.user_id = a.user_id)"
+    ).format(users)).fetchall()
     return {row[0] for row in rows}
+
+
+def write_popular_videos(conn: psycopg.Connection, version: str,
+                         lists: Sequence[tuple[str, str, Sequence[str], Sequence[float]]]) -> int:
+    """Replace the version's cold-start lists (age range, region, video ids best first, scores) in the
+    caller's transaction."""
+    conn.execute("delete from public.two_tower_popular_videos where model_version = %s", (version,))
+    rows = ((version, age_range, region, rank, uuid.UUID(video), float(score))
+            for age_range, region, videos, scores in lists
+            for rank, (video, score) in enumerate(zip(videos, scores), start=1))
+    statement = sql.SQL("copy public.two_tower_popular_videos (model_version, age_range, region, rank, video_id, "
+                        "score) from stdin with (format binary)")
+    written = 0
+    with conn.cursor().copy(statement) as copy:
+        copy.set_types(("text", "text", "text", "int4", "uuid", "float4"))
+        for row in rows:
+            copy.write_row(row)
+            written += 1
+    return written
 
 
 def build_item_index(conn: psycopg.Connection, version: str, m: int = 16, ef_construction: int = 128) -> None:
@@ -167,7 +192,7 @@ class Completeness:
             shards = ", ".join(f"{s} ({n} videos)" for s, n in sorted(self.missing_videos_by_shard.items()))
             found.append(f"item-embedding partitions missing videos: {shards}; re-run those partitions")
         if self.missing_users:
-            found.append(f"{self.missing_users} of {self.active_users} active users have no vector; "
+            found.append(f"{self.missing_users} of {self.active_users} users with likes have no vector; "
                          "re-run the user embeddings")
         if self.bad_item_vectors or self.bad_user_vectors:
             found.append(f"{self.bad_item_vectors} item and {self.bad_user_vectors} user vectors are not "
@@ -175,8 +200,8 @@ class Completeness:
         return found
 
 
-def check_completeness(conn: psycopg.Connection, version: str, likes_since: datetime) -> Completeness:
-    """Does every catalogue video and every user with likes since ``likes_since`` have a sound vector?"""
+def check_completeness(conn: psycopg.Connection, version: str) -> Completeness:
+    """Does every catalogue video and every user with a valid like have a sound vector?"""
     items = sql.Identifier(partition_name(conn, ITEM_TABLE, version))
     users = sql.Identifier(partition_name(conn, USER_TABLE, version))
     missing = missing_videos_by_shard(conn, version)
@@ -185,9 +210,8 @@ def check_completeness(conn: psycopg.Connection, version: str, likes_since: date
     active_users, missing_users = conn.execute(sql.SQL(
         "select count(*), count(*) filter (where not exists "
         "  (select 1 from public.{} u where u.user_id = a.user_id)) "
-        "from (select distinct user_id from public.likes where user_id is not null and created_at >= %s "
-        "      and created_at <= now() and video_id in (select id from public.videos)) a"
-    ).format(users), (likes_since,)).fetchone()
+        "from (" + _SERVED_USERS + ") a"
+    ).format(users)).fetchone()
     user_vectors = conn.execute(sql.SQL("select count(*) from public.{}").format(users)).fetchone()[0]
     # pgvector refuses NaN and infinity on input, so a sound vector only needs unit length.
     bad_condition = sql.SQL("select count(*) from public.{} where abs(vector_norm(embedding) - 1) > %s")
@@ -368,7 +392,6 @@ class Activation:
 def activate_version(
     conn: psycopg.Connection,
     version: str,
-    likes_since: datetime,
     expected_active: object = ANY_ACTIVE,
     keep_versions: int = KEEP_VERSIONS,
 ) -> Activation:
@@ -402,7 +425,7 @@ def activate_version(
                 f"model version {version} has no stored vectors (never embedded, or dropped by retention); "
                 "re-run its item and user embeddings first"
             )
-        report = check_completeness(conn, version, likes_since)
+        report = check_completeness(conn, version)
         if report.problems:
             raise IncompleteVersion(f"model version {version} cannot be activated: " + "; ".join(report.problems))
         conn.execute(

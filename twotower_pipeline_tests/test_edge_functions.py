@@ -29,15 +29,13 @@ import pytest
 
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
-from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.publishing import load_version, publish_user_vectors
 from twotower_pipeline.settings import PROJECT_ROOT
-from twotower_pipeline_tests.conftest import new_database, published_pipeline
+from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, new_database, published_pipeline
 
 FUNCTIONS = PROJECT_ROOT / "supabase" / "functions"
 TOOLS = PROJECT_ROOT / ".tools"
-SIZE = DemoSize(videos=1_200, users=100, likes=6_000, seed=5)
-QUICK = {"ops": {"two_tower_model": {"config": {"epochs": 3, "batch_size": 256, "feature_importance": False}}}}
+SIZE = PUBLISHABLE
 DENO_PERMISSIONS = ["--allow-env", "--allow-net", "--allow-read"]
 
 
@@ -94,10 +92,10 @@ def _add_bad_likes(conn: psycopg.Connection, user: str, as_of: datetime) -> None
     _insert_like(conn, user, str(uuid.uuid4()), as_of - timedelta(hours=2))   # not a catalogue video
     _insert_like(conn, user, None, as_of - timedelta(hours=3))                # no video id
     _insert_like(conn, user, unliked[0], as_of + timedelta(days=30))          # stamped in the future
-    _insert_like(conn, user, unliked[1], as_of - timedelta(days=LIKES_WINDOW_DAYS + 20))  # before the window
-    window_start = as_of - timedelta(days=LIKES_WINDOW_DAYS)  # to the microsecond: one in, one out
-    _insert_like(conn, user, unliked[2], window_start + timedelta(microseconds=300))
-    _insert_like(conn, user, unliked[3], window_start - timedelta(microseconds=300))
+    # Older than the training window: still part of the history (users are served from their newest likes).
+    _insert_like(conn, user, unliked[1], as_of - timedelta(days=LIKES_WINDOW_DAYS + 200))
+    _insert_like(conn, user, unliked[2], as_of)  # to the microsecond: at as_of it counts, just after it does not
+    _insert_like(conn, user, unliked[3], as_of + timedelta(microseconds=1))
     # A video added after training (out of the model's vocabulary), with a broken price and no genre.
     new_video = str(uuid.uuid4())
     conn.execute("insert into public.videos (id, title, genre, maker, price, duration_seconds) "
@@ -130,7 +128,7 @@ def edge(tmp_path_factory, postgres_server) -> Edge:
         conn.execute("insert into public.profiles (id, age_range, region) values (%s, '25-34', 'Kanto')", (new_user,))
 
     # The pipeline's own user vectors at as_of: the references.
-    publish_user_vectors(url, load_version(record), LIKES_WINDOW_DAYS, as_of)
+    publish_user_vectors(url, load_version(record), as_of)
     parity = {"heavy": heavy, "with_profile": with_profile, "without_profile": without_profile, "messy": messy}
     with db.connect(url) as conn:
         rows = conn.execute(
@@ -156,7 +154,6 @@ def edge(tmp_path_factory, postgres_server) -> Edge:
         "db_url": url,
         "jwt_secret": secret,
         "as_of_us": str(micros(as_of)),
-        "window_days": LIKES_WINDOW_DAYS,
         "version": record.version,
         "user_tower": {"model_path": record.user_tower_path, "feature_spec_path": record.feature_spec_path},
         "parity_users": parity,

@@ -16,13 +16,11 @@ import psycopg
 import pytest
 
 from twotower_pipeline import db
-from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import Settings
-from twotower_pipeline_tests.conftest import PipelineState, new_database, published_pipeline
+from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, PipelineState, new_database, published_pipeline
 
-SIZE = DemoSize(videos=1_000, users=90, likes=5_000, seed=33)
-QUICK = {"ops": {"two_tower_model": {"config": {"epochs": 3, "batch_size": 256, "feature_importance": False}}}}
+SIZE = PUBLISHABLE
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 HOSTILE = [
     "'; drop table public.videos; --",

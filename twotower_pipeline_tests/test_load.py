@@ -16,16 +16,14 @@ import psycopg
 import pytest
 
 from twotower_pipeline import db
-from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.publishing import activate, load_version
 from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline.vector_store import version_record
-from twotower_pipeline_tests.conftest import new_database, published_pipeline
+from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, new_database, published_pipeline
 
 pytestmark = pytest.mark.slow
 
-SIZE = DemoSize(videos=5_000, users=300, likes=20_000, seed=44)
-QUICK = {"ops": {"two_tower_model": {"config": {"epochs": 2, "feature_importance": False}}}}
+SIZE = PUBLISHABLE
 CLIENTS = 50
 SECONDS = 60
 OUTPUT = PROJECT_ROOT / "test-output"
@@ -52,7 +50,7 @@ def _switcher(url: str, versions: list[str], stop: threading.Event, switches: li
                                    "where is_active and model_type = 'item_tower'").fetchone()[0]
             target = next(v for v in versions if v != current)
             record = version_record(conn, target)
-        activate(url, load_version(record), window_days=183, now=datetime.now(UTC), keep_versions=5)
+        activate(url, load_version(record), now=datetime.now(UTC), keep_versions=5)
         switches.append(target)
 
 

@@ -193,12 +193,13 @@ def _likes(rows: list[tuple[int, int, int]]) -> pd.DataFrame:
 
 def test_per_user_split_holds_out_each_users_newest_fifth():
     rows = [(1, m, 1000 + m) for m in range(1, 11)]  # 10 likes: newest 2 held out
-    rows += [(2, m, 2000) for m in (5, 3, 9, 1, 7, 2)]  # 6 likes at one second: the highest movie id is newest
+    rows += [(2, m, 2000) for m in (5, 3, 9, 1, 7, 2)]  # 6 likes at one second: ordered by the video's uuid
     rows += [(3, m, 3000 + m) for m in range(1, 5)]  # 4 likes: too few, all stay
     rows += [(4, m, 4000 - m) for m in range(1, 6)]  # 5 likes: 1 held out, the newest (movie 1)
     split = per_user_split(_likes(rows))
     held = split.test.groupby("user_id")["movie_id"].agg(sorted).to_dict()
-    assert held == {1: [9, 10], 2: [9], 4: [1]}
+    same_second_newest = max((5, 3, 9, 1, 7, 2), key=video_uuid)
+    assert held == {1: [9, 10], 2: [same_second_newest], 4: [1]}
     assert len(split.train) + len(split.test) == len(rows)
     assert split.now_s == int(split.train["timestamp"].max()) + DAY_S
     assert split.shift_to(10_000_000) + split.train["timestamp"].max() == 10_000_000 - DAY_S

@@ -16,18 +16,17 @@ import mlflow
 import pytest
 
 from twotower_pipeline import db
-from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import PROJECT_ROOT
-from twotower_pipeline_tests.conftest import PipelineState, new_database, published_pipeline
+from twotower_pipeline_tests.conftest import PUBLISHABLE, PipelineState, new_database, published_pipeline
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 LINEAGE = ["videos", "raw_likes", "user_profiles", "training_data", "two_tower_model", "onnx_towers",
            "item_embeddings", "user_embeddings", "active_model_version"]
-SMALL = DemoSize(videos=1_500, users=120, likes=8_000, seed=11)
-QUICK_TRAINING = {"ops": {"two_tower_model": {"config": {"epochs": 6, "batch_size": 256}}}}
+SMALL = PUBLISHABLE
+QUICK_TRAINING = {"ops": {"two_tower_model": {"config": {"epochs": 8, "batch_size": 256}}}}
 
 
 @pytest.fixture(scope="module")

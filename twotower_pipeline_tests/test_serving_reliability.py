@@ -16,14 +16,12 @@ import pytest
 
 from twotower_pipeline import db
 from twotower_pipeline.definitions import build_definitions
-from twotower_pipeline.demo_data import DemoSize
 from twotower_pipeline.jobs import all_shards_tags
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.sensors import new_videos_sensor
-from twotower_pipeline_tests.conftest import PipelineState, new_database, published_pipeline
+from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, PipelineState, new_database, published_pipeline
 
-SIZE = DemoSize(videos=1_200, users=100, likes=6_000, seed=21)
-QUICK = {"ops": {"two_tower_model": {"config": {"epochs": 3, "batch_size": 256, "feature_importance": False}}}}
+SIZE = PUBLISHABLE
 LIVE = {"mode": "replace", "versions": "live"}
 
 

@@ -127,7 +127,10 @@ def test_next_like_examples_use_only_earlier_likes_as_history():
     examples = next_like_examples(sequences, pad_row=99, length=4)
     assert list(examples.positive_rows) == [6, 7]
     assert examples.history_rows.tolist() == [[99, 99, 99, 5], [99, 99, 5, 6]]
-    np.testing.assert_allclose(examples.history_age_days[1], [0, 0, 3, 2])
+    # Ages are measured from the history's newest like (day 1), not from the like being predicted
+    # (day 3): serving measures them the same way, however long after that like it runs.
+    np.testing.assert_allclose(examples.history_age_days[1], [0, 0, 1, 0])
+    np.testing.assert_allclose(examples.positive_times, [86_400.0, 3 * 86_400.0])
     assert list(examples.is_last) == [False, True]
     assert list(examples.users) == [0, 0]
 

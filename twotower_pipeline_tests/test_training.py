@@ -64,8 +64,9 @@ def test_nothing_from_the_holdout_reaches_vocabularies_or_popularity(demo_frames
     test_only = set(prepared.split.test["video_id"]) - train_videos
     assert test_only, "the demo data should have videos first liked in the holdout"
     assert not test_only & set(prepared.spec.videos.tokens)
-    rows = catalogue.index[catalogue["id"].isin(test_only)]
-    assert (prepared.popularity[rows] == 0).all()
+    rows = catalogue.index[catalogue["id"].isin(test_only)].to_numpy()
+    assert (prepared.popular.scores[rows] == 0).all()  # the cold-start order
+    assert (prepared.popularity_index.counts(rows, np.full(len(rows), prepared.as_of.value / 1e9)) == 0).all()
     # Every held-out like is later than every training like of the same user.
     last_train = prepared.split.train.groupby("user_id")["created_at"].max()
     first_test = prepared.split.test.groupby("user_id")["created_at"].min()
@@ -139,7 +140,8 @@ def test_the_fair_comparison_keeps_only_held_out_likes_after_the_cutoff(demo_fra
     cutoff = prepared.split.test["created_at"].quantile(0.5)
     later = held_out_after(prepared, cutoff)
     after = prepared.split.test[prepared.split.test["created_at"] > cutoff]
-    assert sum(len(rows) for rows in later.holdout.relevant) == len(after)
-    assert 0 < len(later.users) < len(prepared.holdout)
-    for index, rows in zip(later.users, later.holdout.relevant):
-        assert set(rows) <= set(prepared.holdout.relevant[index])
+    assert sum(len(rows) for rows in later.relevant) == len(after)
+    assert 0 < len(later.user_ids) < len(prepared.holdout_user_ids)
+    position = {user: i for i, user in enumerate(prepared.holdout_user_ids)}
+    for user, rows in zip(later.user_ids, later.relevant):
+        assert set(rows) <= set(prepared.holdout_relevant[position[user]])

@@ -3,7 +3,7 @@ recommend_videos on real PostgreSQL."""
 
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
@@ -11,8 +11,6 @@ import pytest
 
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.vector_store import ActivationRefused, TowerRecord
-
-SINCE = datetime.now(UTC) - timedelta(days=30)
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -98,7 +96,7 @@ def test_activation_with_a_missing_partition_is_refused_naming_it(database_url):
         missing = video_ids[0][0]
         _publish(conn, "v1", video_ids, user_ids, seed=1, shards=[s for s in vector_store.SHARDS if s != missing])
         with pytest.raises(ActivationRefused, match=rf"partitions missing videos: {missing} \("):
-            vector_store.activate_version(conn, "v1", SINCE)
+            vector_store.activate_version(conn, "v1")
         assert vector_store.active_version(conn) is None
 
 
@@ -106,10 +104,10 @@ def test_activation_switches_both_towers_and_recommend_videos_serves_the_new_ver
     with db.connect(database_url) as conn:
         video_ids, user_ids = _seed_app(conn, 400, 10, 5)
         _publish(conn, "v1", video_ids, user_ids, seed=1)
-        assert vector_store.activate_version(conn, "v1", SINCE).previous is None
+        assert vector_store.activate_version(conn, "v1").previous is None
         _publish(conn, "v2", video_ids, user_ids, seed=2)
-        assert vector_store.activate_version(conn, "v2", SINCE).previous == "v1"
-        assert vector_store.activate_version(conn, "v2", SINCE).already_active  # a retried step changes nothing
+        assert vector_store.activate_version(conn, "v2").previous == "v1"
+        assert vector_store.activate_version(conn, "v2").already_active  # a retried step changes nothing
         states = conn.execute(
             "select version, model_type, is_active, status from public.embedding_model_versions order by 1, 2"
         ).fetchall()
@@ -137,7 +135,7 @@ def test_a_user_without_a_vector_gets_popular_videos_they_have_not_liked(databas
     with db.connect(database_url) as conn:
         video_ids, user_ids = _seed_app(conn, 300, 5, 3)
         _publish(conn, "v1", video_ids, user_ids, seed=1)
-        vector_store.activate_version(conn, "v1", SINCE)
+        vector_store.activate_version(conn, "v1")
         stranger = str(uuid.uuid4())
         rows = conn.execute("select video_id::text, score from public.recommend_videos(%s, 5)", (stranger,)).fetchall()
         top = conn.execute(
@@ -170,11 +168,11 @@ def test_retention_keeps_the_versions_that_served_last_and_drops_rejected_ones(d
         dropped = []
         for i, version in enumerate(["v1", "v2", "v3", "v4"]):
             _publish(conn, version, video_ids, user_ids, seed=i)
-            dropped += vector_store.activate_version(conn, version, SINCE, keep_versions=2).dropped
+            dropped += vector_store.activate_version(conn, version, keep_versions=2).dropped
         assert dropped == ["v1", "v2"]
         assert vector_store.has_vectors(conn, "v3") and vector_store.has_vectors(conn, "v4")
         with pytest.raises(ActivationRefused, match="no stored vectors"):
-            vector_store.activate_version(conn, "v2", SINCE)
+            vector_store.activate_version(conn, "v2")
         assert vector_store.rollback_target(conn) == "v3"
 
         _publish(conn, "v5", video_ids, user_ids, seed=5)  # a candidate in flight is kept...
@@ -190,10 +188,10 @@ def test_activation_refuses_to_replace_a_champion_other_than_the_one_compared_wi
         video_ids, user_ids = _seed_app(conn, 100, 3, 2)
         for version in ("v1", "v2", "v3"):
             _publish(conn, version, video_ids, user_ids, seed=1)
-        vector_store.activate_version(conn, "v1", SINCE)
-        vector_store.activate_version(conn, "v2", SINCE)  # e.g. a rollback or another run, meanwhile
+        vector_store.activate_version(conn, "v1")
+        vector_store.activate_version(conn, "v2")  # e.g. a rollback or another run, meanwhile
         with pytest.raises(ActivationRefused, match="changed from v1 to v2"):
-            vector_store.activate_version(conn, "v3", SINCE, expected_active="v1")
+            vector_store.activate_version(conn, "v3", expected_active="v1")
         assert vector_store.active_version(conn) == "v2"
 
 
@@ -215,7 +213,7 @@ def test_a_video_deleted_from_the_catalogue_is_never_recommended(database_url):
     with db.connect(database_url) as conn:
         video_ids, user_ids = _seed_app(conn, 200, 5, 3)
         _publish(conn, "v1", video_ids, user_ids, seed=1)
-        vector_store.activate_version(conn, "v1", SINCE)
+        vector_store.activate_version(conn, "v1")
         user = user_ids[0]
         top = conn.execute("select video_id::text from public.recommend_videos(%s, 1)", (user,)).fetchone()[0]
         stranger_top = conn.execute("select video_id::text from public.recommend_videos(gen_random_uuid(), 1)"

@@ -20,7 +20,7 @@ GROUP = "app_data"
 
 
 class LikesWindowConfig(dg.Config):
-    window_days: int = LIKES_WINDOW_DAYS
+    window_days: int = LIKES_WINDOW_DAYS  # training examples are the likes of this window
 
 
 class DataQualityConfig(dg.Config):
@@ -33,6 +33,8 @@ class DataQualityConfig(dg.Config):
 
 @dataclass
 class LikesWindow:
+    """Every like, as stored; ``since`` starts the training window (older likes are histories only)."""
+
     likes: pd.DataFrame
     since: datetime
     as_of: datetime
@@ -67,7 +69,9 @@ def videos(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[
     kinds={"postgres", "pandas"},
     owners=OWNERS,
     retry_policy=TRANSIENT_RETRIES,
-    description="The app's likes of the training window (default: the last six months), as stored.",
+    description="The app's likes, as stored: all of them. Training examples are the likes of the training "
+    "window (default: the last six months); a user's older likes still form their history, and every "
+    "user with a like is served from it.",
 )
 def raw_likes(
     context: dg.AssetExecutionContext, config: LikesWindowConfig, app_db: AppDatabase
@@ -75,13 +79,17 @@ def raw_likes(
     as_of = datetime.now(UTC)
     since = as_of - timedelta(days=config.window_days)
     with app_db.engine() as engine:
-        frame = read_likes(engine, since)
+        frame = read_likes(engine)
     timestamps = frame["created_at"].dropna()
+    in_window = frame["created_at"] >= pd.Timestamp(since)
     return dg.Output(
         LikesWindow(likes=frame, since=since, as_of=as_of),
         metadata={
             "likes": dg.MetadataValue.int(len(frame)),
+            "likes_in_window": dg.MetadataValue.int(int(in_window.sum())),
             "users": dg.MetadataValue.int(int(frame["user_id"].nunique())),
+            "users_only_before_window": dg.MetadataValue.int(
+                int(frame["user_id"].nunique() - frame.loc[in_window, "user_id"].nunique())),
             "window_start": dg.MetadataValue.timestamp(since),
             "newest_like": dg.MetadataValue.text(str(timestamps.max()) if len(timestamps) else "none"),
         },
@@ -137,12 +145,14 @@ def training_data(
     user_profiles: pd.DataFrame,
 ):
     rules = QualityRules(**config.model_dump())
-    data = prepare_training_data(videos, raw_likes.likes, raw_likes.as_of, rules, user_profiles)
+    data = prepare_training_data(videos, raw_likes.likes, raw_likes.as_of, rules, user_profiles,
+                                 window_start=raw_likes.since)
     dropped = len(raw_likes.likes) - len(data.likes)
     yield dg.Output(
         data,
         metadata={
             "likes": dg.MetadataValue.int(len(data.likes)),
+            "likes_in_window": dg.MetadataValue.int(int(data.window_likes().shape[0])),
             "likes_dropped": dg.MetadataValue.int(dropped),
             "users": dg.MetadataValue.int(int(data.likes["user_id"].nunique())),
             "videos": dg.MetadataValue.int(len(data.catalogue)),

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from twotower_pipeline import vector_store
-from twotower_pipeline.app_data import LIKES_WINDOW_DAYS
 from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES
 from twotower_pipeline.assets.model import OnnxTowers
 from twotower_pipeline.model.evaluation import GATE_METRICS
@@ -31,7 +30,6 @@ catalogue_shards = dg.StaticPartitionsDefinition(list(vector_store.SHARDS))
 
 
 class ServingConfig(dg.Config):
-    window_days: int = LIKES_WINDOW_DAYS  # users with likes in this window must have a vector
     primary_metric: str = "recall_at_50"  # the promotion gate's measure
     min_improvement: float = 0.0  # how much better than the champion a candidate must be
     hnsw_m: int = 16
@@ -48,10 +46,6 @@ class UserEmbeddings:
 
 def _serving_model(onnx: OnnxTowers) -> ServingModel:
     return ServingModel.load(onnx.version, onnx.user_tower_path, onnx.item_tower_path, onnx.feature_spec_path)
-
-
-class UserEmbeddingConfig(dg.Config):
-    window_days: int = LIKES_WINDOW_DAYS  # every user with likes in this window gets a vector
 
 
 def _report_metadata(report: EmbeddingReport) -> dict[str, dg.MetadataValue]:
@@ -138,19 +132,22 @@ def item_embeddings(
     kinds={"onnx", "pgvector"},
     owners=OWNERS,
     retry_policy=TRANSIENT_RETRIES,
-    description="64-d vectors of every user with likes in the window, from the newest exported user tower.",
+    description="64-d vectors of every user with a like (of any age: each from the user's newest likes), "
+    "and the popular videos of each demographic segment for users without likes, from the newest "
+    "exported version.",
 )
 def user_embeddings(
-    context: dg.AssetExecutionContext, config: UserEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
+    context: dg.AssetExecutionContext, onnx_towers: OnnxTowers, app_db: AppDatabase
 ) -> dg.Output[UserEmbeddings]:
     as_of = datetime.now(UTC)
     model = _serving_model(onnx_towers)
     try:
-        report = publish_user_vectors(app_db.resolved_url(), model, config.window_days, as_of)
+        report = publish_user_vectors(app_db.resolved_url(), model, as_of)
     except (UnsoundVectors, ValueError) as error:
         raise dg.Failure(str(error), allow_retries=False) from error
     metadata = _report_metadata(report)
     metadata["version"] = dg.MetadataValue.text(model.version)
+    metadata["segment_lists"] = dg.MetadataValue.int(report.segments)
     return dg.Output(UserEmbeddings(model.version, as_of, report.written), metadata=metadata)
 
 
@@ -174,8 +171,8 @@ def user_embeddings(
         ),
         dg.AssetCheckSpec(
             "vectors_complete", asset="active_model_version",
-            description="Every catalogue video and every user with likes in the window has a unit-length "
-            "vector of the version that serves after this step (a candidate missing any is not switched to).",
+            description="Every catalogue video and every user with a like has a unit-length vector of the "
+            "version that serves after this step (a candidate missing any is not switched to).",
         ),
     ],
 )
@@ -229,7 +226,7 @@ def active_model_version(
         _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "rejected", decision.reason)
         context.log.warning(f"candidate {version} rejected: {decision.reason}")
         if active_now is not None:
-            yield _completeness_result(_completeness(app_db, active_now, now, config.window_days))
+            yield _completeness_result(_completeness(app_db, active_now))
         else:
             yield dg.AssetCheckResult(check_name="vectors_complete", passed=False,
                                       description="no version serves: the first candidate was rejected")
@@ -237,18 +234,18 @@ def active_model_version(
 
     url = app_db.resolved_url()
     try:
-        activation = activate(url, _serving_model(onnx_towers), config.window_days, now, config.keep_versions,
+        activation = activate(url, _serving_model(onnx_towers), now, config.keep_versions,
                               expected_active=active_now, hnsw_m=config.hnsw_m,
                               hnsw_ef_construction=config.hnsw_ef_construction)
     except vector_store.IncompleteVersion as incomplete:
-        yield _completeness_result(_completeness(app_db, version, now, config.window_days))
+        yield _completeness_result(_completeness(app_db, version))
         raise dg.Failure(str(incomplete)) from incomplete  # retried: arrivals may settle
     except vector_store.ActivationRefused as refused:
         with app_db.connect() as conn:
             vector_store.reject_version(conn, version, f"activation refused: {refused}")
         _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "refused", str(refused))
         raise dg.Failure(str(refused), allow_retries=False) from refused
-    yield _completeness_result(_completeness(app_db, version, now, config.window_days))
+    yield _completeness_result(_completeness(app_db, version))
     mlflow_tracking.set_alias(version, "champion")
     _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "activated", decision.reason)
     context.log.info(f"active model version: {version} (previous: {activation.previous or 'none'})")
@@ -268,9 +265,9 @@ def _tag_run(mlflow_tracking: MlflowTracking, run_id: str, outcome: str, reason:
     client.set_tag(run_id, "twotower.promotion_reason", reason[:5000])
 
 
-def _completeness(app_db: AppDatabase, version: str, now: datetime, window_days: int) -> vector_store.Completeness:
+def _completeness(app_db: AppDatabase, version: str) -> vector_store.Completeness:
     with app_db.connect() as conn:
-        return vector_store.check_completeness(conn, version, now - timedelta(days=window_days))
+        return vector_store.check_completeness(conn, version)
 
 
 def _completeness_result(report: vector_store.Completeness) -> dg.AssetCheckResult:

@@ -1,10 +1,19 @@
 """Feature preparation for both towers, fitted once per training and exported with the model.
 
-Everything a tower sees is derived here from the catalogue and the likes, with vocabularies
-and normalisers fitted on the training period only. The same :class:`FeatureSpec` (saved as
-JSON next to the ONNX files) is used for training, evaluation, batch embedding and by the
-Edge Function, so all of them apply exactly the same transformation. Unknown ids and new
-vocabulary map to the out-of-vocabulary index, never to an error.
+Everything a tower sees is derived here from the catalogue and the likes. The same
+:class:`FeatureSpec` (saved as JSON next to the ONNX files) is used for training, evaluation,
+batch embedding and by the Edge Function, so all of them apply exactly the same transformation.
+Unknown ids and new vocabulary map to the out-of-vocabulary index, never to an error.
+
+Every time-dependent input has one definition, evaluated at the same kind of moment in training
+and in serving, so a request weeks after a user's last like sees values training saw:
+
+- a user's like ages are measured from the user's own newest like in the history (not from the
+  request, nor from the like being predicted): they describe the history, whenever it is read;
+- a video's popularity and age are as of a moment: the example's time in training (never
+  counting the example's own like), the moment of embedding in serving. Popularity is the
+  video's share of the last 30 days' likes, so it means the same whether the app has a quiet or
+  a busy month and whether or not some likes are held out for evaluation.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ MAX_PERFORMERS = 8
 MAX_TAGS = 16
 TEXT_TERMS = 32
 POPULARITY_WINDOW_DAYS = 30
+POPULARITY_PER = 10_000.0  # popularity input: likes of the video per 10,000 likes of the window
 SECONDS_PER_DAY = 86_400.0
 
 ITEM_INPUTS = (
@@ -169,8 +179,12 @@ def fit_feature_spec(
     reference_time: datetime,
     config: FeatureConfig = FeatureConfig(),
     profiles: pd.DataFrame | None = None,
+    popularity_values: np.ndarray | None = None,
+    age_values: np.ndarray | None = None,
 ) -> FeatureSpec:
-    """Fit vocabularies and normalisers on the catalogue and the training-period likes only."""
+    """Fit vocabularies and normalisers. The video vocabulary comes from the training likes; the
+    popularity and age normalisers from the values the training examples see (``*_values``; by
+    default the catalogue's at ``reference_time``); text, categories and prices from the catalogue."""
     profiles = empty_profiles() if profiles is None else profiles
     performers = catalogue["performers"].explode()
     tags = catalogue["tags"].explode()
@@ -187,8 +201,10 @@ def fit_feature_spec(
             idf = [float(x) for x in vectorizer.idf_]
         except ValueError:  # nothing but stop words or single-use words: no text feature
             terms, idf = [], []
-    counts = popularity_counts(catalogue["id"], train_likes, reference_time)
-    age_days = _age_days(catalogue["created_at"], reference_time)
+    if popularity_values is None:
+        popularity_values = popularity_shares(catalogue["id"], train_likes, reference_time)
+    if age_values is None:
+        age_values = age_days(catalogue["created_at"], reference_time)
     return FeatureSpec(
         videos=Vocabulary.by_frequency(train_likes["video_id"], config.max_videos),
         genres=Vocabulary.by_frequency(catalogue["genre"], 10_000),
@@ -199,8 +215,8 @@ def fit_feature_spec(
         text_idf=idf,
         price=LogNormaliser.fit(catalogue["price"]),
         duration=LogNormaliser.fit(catalogue["duration_seconds"]),
-        popularity=LogNormaliser.fit(counts),
-        age=LogNormaliser.fit(age_days),
+        popularity=LogNormaliser.fit(popularity_values),
+        age=LogNormaliser.fit(age_values),
         reference_time=pd.Timestamp(reference_time).isoformat(),
         age_ranges=Vocabulary.by_frequency(profiles["age_range"], 100),
         regions=Vocabulary.by_frequency(profiles["region"], 1_000),
@@ -235,20 +251,70 @@ class Demographics:
         return Demographics(self.age_range_idx[users], self.region_idx[users])
 
 
-def popularity_counts(video_ids: pd.Series, likes: pd.DataFrame, reference_time: datetime) -> np.ndarray:
-    """Likes per video in the POPULARITY_WINDOW_DAYS before reference_time (aligned with video_ids)."""
-    reference = pd.Timestamp(reference_time)
-    recent = likes[
-        (likes["created_at"] < reference)
-        & (likes["created_at"] >= reference - pd.Timedelta(days=POPULARITY_WINDOW_DAYS))
-    ]
-    counts = recent["video_id"].value_counts()
-    return video_ids.map(counts).fillna(0).to_numpy(dtype=np.float64)
+class PopularityIndex:
+    """Likes per video in the POPULARITY_WINDOW_DAYS before any moment, from one set of likes.
+
+    ``shares(rows, times)`` is the popularity input of video ``rows[i]`` at ``times[i]``: its likes
+    in [t - 30 days, t) per POPULARITY_PER likes of all videos in that window. The interval is open
+    at t, so a training example's own like is never counted.
+    """
+
+    _TIME_BITS = 38  # milliseconds since the oldest like: 8.7 years; the row goes above them
+
+    def __init__(self, rows: np.ndarray, seconds: np.ndarray) -> None:
+        self._base = (float(seconds.min()) if len(seconds) else 0.0) - 2 * POPULARITY_WINDOW_DAYS * SECONDS_PER_DAY
+        self._keys = np.sort(self._key(np.asarray(rows, dtype=np.int64), seconds))
+        self._all = np.sort(self._millis(seconds))
+
+    def _millis(self, seconds: np.ndarray) -> np.ndarray:
+        millis = np.floor((np.asarray(seconds, dtype=np.float64) - self._base) * 1000.0)
+        return np.clip(millis, 0, 2**self._TIME_BITS - 1).astype(np.int64)
+
+    def _key(self, rows: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        return (np.asarray(rows, dtype=np.int64) << self._TIME_BITS) | self._millis(seconds)
+
+    @classmethod
+    def from_likes(cls, likes: pd.DataFrame) -> PopularityIndex:
+        """``likes`` with a ``row`` column (catalogue position) and ``created_at``."""
+        return cls(likes["row"].to_numpy(dtype=np.int64), epoch_seconds(likes["created_at"]))
+
+    def counts(self, rows: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        end = np.searchsorted(self._keys, self._key(rows, seconds), side="left")
+        start = np.searchsorted(self._keys, self._key(rows, seconds - POPULARITY_WINDOW_DAYS * SECONDS_PER_DAY),
+                                side="left")
+        return (end - start).astype(np.float64)
+
+    def totals(self, seconds: np.ndarray) -> np.ndarray:
+        end = np.searchsorted(self._all, self._millis(seconds), side="left")
+        start = np.searchsorted(self._all, self._millis(seconds - POPULARITY_WINDOW_DAYS * SECONDS_PER_DAY),
+                                side="left")
+        return (end - start).astype(np.float64)
+
+    def shares(self, rows: np.ndarray, seconds: np.ndarray | float) -> np.ndarray:
+        seconds = np.broadcast_to(np.asarray(seconds, dtype=np.float64), np.shape(rows))
+        return POPULARITY_PER * self.counts(rows, seconds) / np.maximum(self.totals(seconds), 1.0)
 
 
-def _age_days(created_at: pd.Series, reference_time: datetime) -> np.ndarray:
-    delta = (pd.Timestamp(reference_time) - pd.to_datetime(created_at, utc=True)).dt.total_seconds()
-    return np.clip(delta.fillna(0).to_numpy() / SECONDS_PER_DAY, 0, None)
+def epoch_seconds(timestamps: pd.Series) -> np.ndarray:
+    return pd.to_datetime(timestamps, utc=True).astype("int64").to_numpy() / 1e9
+
+
+def popularity_shares(video_ids: pd.Series, likes: pd.DataFrame, reference_time: datetime) -> np.ndarray:
+    """The popularity input of each of ``video_ids`` at ``reference_time``. ``likes`` are all the
+    likes to count (those of videos not in ``video_ids`` count in the total only)."""
+    position = pd.Series(np.arange(len(video_ids)), index=video_ids.to_numpy())
+    rows = likes["video_id"].map(position).fillna(len(video_ids)).to_numpy(dtype=np.int64)
+    index = PopularityIndex(rows, epoch_seconds(likes["created_at"]))
+    return index.shares(np.arange(len(video_ids)), pd.Timestamp(reference_time).value / 1e9)
+
+
+def age_days(created_at: pd.Series, reference_time: datetime | np.ndarray) -> np.ndarray:
+    """Days from each video's creation to the reference moment(s), never negative."""
+    created = epoch_seconds(created_at)
+    reference = (np.asarray(reference_time, dtype=np.float64) if isinstance(reference_time, np.ndarray)
+                 else pd.Timestamp(reference_time).value / 1e9)
+    delta = np.nan_to_num(reference - created, nan=0.0)
+    return np.clip(delta / SECONDS_PER_DAY, 0, None)
 
 
 def _padded_lookup(lists: pd.Series, vocabulary: Vocabulary, width: int) -> np.ndarray:
@@ -284,20 +350,27 @@ def _text_terms(spec: FeatureSpec, catalogue: pd.DataFrame) -> tuple[np.ndarray,
     return idx, weight
 
 
-def item_features(
-    spec: FeatureSpec, catalogue: pd.DataFrame, popularity: np.ndarray, reference_time: datetime
-) -> dict[str, np.ndarray]:
-    """Item-tower inputs for every catalogue row, in catalogue order."""
-    text_idx, text_weight = _text_terms(spec, catalogue)
-    numeric = np.stack(
+def numeric_inputs(spec: FeatureSpec, catalogue: pd.DataFrame, rows: np.ndarray, popularity: np.ndarray,
+                   age: np.ndarray) -> np.ndarray:
+    """The item tower's numeric input of catalogue ``rows`` with the given popularity inputs and ages."""
+    return np.stack(
         [
-            spec.price.apply(catalogue["price"]),
-            spec.duration.apply(catalogue["duration_seconds"]),
+            spec.price.apply(catalogue["price"].to_numpy()[rows]),
+            spec.duration.apply(catalogue["duration_seconds"].to_numpy()[rows]),
             spec.popularity.apply(popularity),
-            spec.age.apply(_age_days(catalogue["created_at"], reference_time)),
+            spec.age.apply(age),
         ],
         axis=1,
     ).astype(np.float32)
+
+
+def item_features(
+    spec: FeatureSpec, catalogue: pd.DataFrame, popularity: np.ndarray, reference_time: datetime
+) -> dict[str, np.ndarray]:
+    """Item-tower inputs for every catalogue row, in catalogue order, as of ``reference_time``
+    (``popularity``: each video's popularity input then, see :func:`popularity_shares`)."""
+    text_idx, text_weight = _text_terms(spec, catalogue)
+    rows = np.arange(len(catalogue))
     return {
         "video_idx": spec.videos.lookup(catalogue["id"]),
         "genre_idx": spec.genres.lookup(catalogue["genre"]),
@@ -306,7 +379,7 @@ def item_features(
         "tag_idx": _padded_lookup(catalogue["tags"], spec.tags, MAX_TAGS),
         "text_idx": text_idx,
         "text_weight": text_weight,
-        "numeric": numeric,
+        "numeric": numeric_inputs(spec, catalogue, rows, popularity, age_days(catalogue["created_at"], reference_time)),
     }
 
 
@@ -360,22 +433,25 @@ class HistoryTables:
 def latest_histories(
     user_rows: list[np.ndarray],
     user_times: list[np.ndarray],
-    reference_times: np.ndarray,
+    before: np.ndarray | None,
     pad_row: int,
     length: int = HISTORY_LENGTH,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's most recent ``length`` likes before their reference time, newest last.
+    """Each user's most recent ``length`` likes (before ``before[u]``, epoch seconds, where given),
+    newest last, and their ages in days measured from the newest of them.
 
     user_rows/user_times: per user, catalogue rows and like times (epoch seconds), sorted by time.
-    Returns history rows [U, length] (padded at the front with pad_row) and ages in days.
+    Returns history rows [U, length] (padded at the front with pad_row) and ages (0 for padding).
+    The ages do not depend on when the history is read: a user who paused for weeks gets the
+    inputs they would have got the day after their last like, as training examples do.
     """
     rows = np.full((len(user_rows), length), pad_row, dtype=np.int64)
     ages = np.zeros((len(user_rows), length), dtype=np.float32)
     for u, (r, t) in enumerate(zip(user_rows, user_times)):
-        before = np.searchsorted(t, reference_times[u], side="left")
-        start = max(0, before - length)
-        take = before - start
+        end = len(t) if before is None else int(np.searchsorted(t, before[u], side="left"))
+        start = max(0, end - length)
+        take = end - start
         if take:
-            rows[u, length - take:] = r[start:before]
-            ages[u, length - take:] = (reference_times[u] - t[start:before]) / SECONDS_PER_DAY
+            rows[u, length - take:] = r[start:end]
+            ages[u, length - take:] = (t[end - 1] - t[start:end]) / SECONDS_PER_DAY
     return rows, ages

@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from twotower_pipeline.model.baselines import ease_scores
 from twotower_pipeline.model.dataset import (
+    LIKES_WINDOW_DAYS,
     Examples,
     HoldoutConfig,
     TemporalSplit,
@@ -45,19 +47,32 @@ from twotower_pipeline.model.evaluation import (
     vector_scores,
 )
 from twotower_pipeline.model.features import (
+    HISTORY_LENGTH,
     ITEM_INPUTS,
     USER_INPUTS,
     Demographics,
     FeatureConfig,
     FeatureSpec,
     HistoryTables,
+    PopularityIndex,
+    age_days,
+    epoch_seconds,
     fit_feature_spec,
-    item_features,
     latest_histories,
-    popularity_counts,
+    numeric_inputs,
 )
 from twotower_pipeline.model.negatives import NegativeMix, NegativeSampler
-from twotower_pipeline.model.towers import TowerConfig, build_item_tower, build_user_tower
+from twotower_pipeline.model.serving_path import (
+    Embed,
+    PopularVideos,
+    Snapshot,
+    attach_catalogue_rows,
+    item_inputs,
+    popular_videos,
+    served_ranking,
+    user_histories,
+)
+from twotower_pipeline.model.towers import TowerConfig, build_towers
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 LOSSES = ("sampled_softmax", "margin")
@@ -80,6 +95,9 @@ class TrainingConfig:
     negative_mix: NegativeMix = field(default_factory=NegativeMix)
     hard_negative_pool: int = 200
     early_stopping_patience: int = 3
+    # Epochs before early stopping may stop: the shared id embeddings need a few to take shape, and a
+    # small validation set (a few hundred users) is noisy.
+    min_epochs: int = 5
     seed: int = 42
     # "none": the default device(s); "mirrored": tf.distribute.MirroredStrategy over every visible GPU
     # (the batch is split across replicas, so the in-batch negatives are per replica).
@@ -116,63 +134,61 @@ class TrainingConfig:
 @dataclass
 class PreparedTraining:
     """Everything derived from one snapshot of catalogue and likes, shared by training, the
-    evaluation of this model, of its baselines and of the champion."""
+    evaluation of this model, of its baselines and of the champion.
+
+    ``snapshot`` is what the database would hold without the held-out likes, at the moment of
+    the run: the evaluation serves it exactly as publishing serves the real database.
+    """
 
     catalogue: pd.DataFrame
     split: TemporalSplit
-    reference_time: pd.Timestamp
+    as_of: pd.Timestamp
     spec: FeatureSpec
-    popularity: np.ndarray
-    items: dict[str, np.ndarray]
+    snapshot: Snapshot
+    popular: PopularVideos
+    popularity_index: PopularityIndex
+    items: dict[str, np.ndarray]  # item inputs as of the run (validation ranking, hard negatives)
     tables: HistoryTables
     sequences: UserSequences
     train_examples: Examples
     validation_examples: Examples
-    holdout: HoldoutUsers
-    holdout_times: list[np.ndarray]  # epoch seconds of each held-out like, aligned with holdout.relevant
-    holdout_users: np.ndarray
-    holdout_rows: np.ndarray
-    holdout_ages: np.ndarray
+    holdout_user_ids: np.ndarray
+    holdout_relevant: list[np.ndarray]
+    holdout_times: list[np.ndarray]  # epoch seconds of each held-out like, aligned with holdout_relevant
     item_genres: np.ndarray
     profiles: pd.DataFrame | None
     demographics: Demographics
 
-    def holdout_user_inputs(self, spec: FeatureSpec | None = None) -> dict[str, np.ndarray]:
-        """Inputs of the held-out users, prepared with this training's feature spec or another's."""
-        if spec is None or spec is self.spec:
-            return self.tables.user_inputs(self.holdout_rows, self.holdout_ages,
-                                           self.demographics.take(self.holdout_users))
-        tables = HistoryTables.from_catalogue(spec, self.catalogue)
-        users = self.sequences.user_ids[self.holdout_users]
-        return tables.user_inputs(self.holdout_rows, self.holdout_ages,
-                                  Demographics.lookup(spec, users, self.profiles))
-
-
-def attach_catalogue_rows(catalogue: pd.DataFrame, likes: pd.DataFrame) -> pd.DataFrame:
-    """likes with a ``row`` column (position of the video in the catalogue); unknown videos dropped."""
-    position = pd.Series(np.arange(len(catalogue)), index=catalogue["id"].to_numpy())
-    rows = likes["video_id"].map(position)
-    out = likes[rows.notna()].copy()
-    out["row"] = rows[rows.notna()].astype(np.int64).to_numpy()
-    return out
+    def numeric_at(self, rows: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """The item numeric input of catalogue ``rows`` at ``seconds`` (epoch), as training examples see it."""
+        return numeric_inputs(self.spec, self.catalogue, rows, self.popularity_index.shares(rows, seconds),
+                              age_days(self.catalogue["created_at"].iloc[rows], seconds))
 
 
 def prepare_training(catalogue: pd.DataFrame, likes: pd.DataFrame, config: TrainingConfig,
-                     profiles: pd.DataFrame | None = None) -> PreparedTraining:
+                     profiles: pd.DataFrame | None = None, as_of: object = None,
+                     window_days: float | None = LIKES_WINDOW_DAYS) -> PreparedTraining:
+    """Hold out each user's newest likes, build the training examples from the rest (targets in the
+    last ``window_days`` before ``as_of``; histories of any age), and fit the feature spec.
+
+    ``likes`` are the clean likes of any age (histories reach back as far as serving's);
+    ``as_of`` is the moment of the run (default: one second after the newest like).
+    """
     catalogue = catalogue.reset_index(drop=True)
-    split = temporal_holdout(attach_catalogue_rows(catalogue, likes), config.holdout)
+    likes = attach_catalogue_rows(catalogue, likes)
+    if likes.empty:
+        raise TrainingDataError("the likes hold no likes of catalogue videos; nothing to train on")
+    as_of = pd.Timestamp(as_of) if as_of is not None else likes["created_at"].max() + pd.Timedelta(seconds=1)
+    split = temporal_holdout(likes, config.holdout)
     if split.train.empty:
         raise TrainingDataError("the training window holds no likes of catalogue videos; nothing to train on")
-    reference = split.train_end + pd.Timedelta(seconds=1)
     training_users = split.train["user_id"].unique()
     if profiles is not None:
         profiles = profiles[profiles["user_id"].isin(training_users)]
-    spec = fit_feature_spec(catalogue, split.train, reference, config.features, profiles)
-    popularity = popularity_counts(catalogue["id"], split.train, reference)
-    items = item_features(spec, catalogue, popularity, reference)
-    tables = HistoryTables.from_catalogue(spec, catalogue)
+    pad_row = len(catalogue)
     sequences = UserSequences.from_likes(split.train)
-    examples = next_like_examples(sequences, tables.pad_row, spec.history_length)
+    window_start = None if window_days is None else (as_of - pd.Timedelta(days=window_days)).value / 1e9
+    examples = next_like_examples(sequences, pad_row, HISTORY_LENGTH, first_target_time=window_start)
     train_examples, validation_examples = examples.subset(~examples.is_last), examples.subset(examples.is_last)
     if len(train_examples) < config.min_training_examples:
         raise TrainingDataError(
@@ -180,31 +196,37 @@ def prepare_training(catalogue: pd.DataFrame, likes: pd.DataFrame, config: Train
             f"user) in the training window; at least {config.min_training_examples} are needed: wait for more "
             "likes or lower min_training_examples"
         )
-
-    # Held-out users, with their history as of their first held-out like.
+    index = PopularityIndex.from_likes(split.train)
+    positives, times = train_examples.positive_rows, train_examples.positive_times
+    in_window = split.train if window_start is None else split.train[
+        split.train["created_at"] >= pd.Timestamp(window_start * 1e9, unit="ns", tz="UTC")]
+    spec = fit_feature_spec(
+        catalogue, in_window, split.train_end, config.features, profiles,
+        popularity_values=index.shares(positives, times),
+        age_values=age_days(catalogue["created_at"].iloc[positives], times),
+    )
+    snapshot = Snapshot.of(catalogue, split.train, profiles, as_of)
+    tables = HistoryTables.from_catalogue(spec, catalogue)
     test_by_user = split.test.groupby("user_id")
-    held = np.array([u for u, user in enumerate(sequences.user_ids) if user in test_by_user.groups], dtype=np.int64)
-    relevant = [test_by_user.get_group(sequences.user_ids[u])["row"].to_numpy() for u in held]
-    relevant_times = [test_by_user.get_group(sequences.user_ids[u])["created_at"].astype("int64").to_numpy() / 1e9
-                      for u in held]
-    first_test = np.array([test_by_user.get_group(sequences.user_ids[u])["created_at"].min().value / 1e9
-                           for u in held], dtype=np.float64)
-    rows, ages = latest_histories([sequences.rows[u] for u in held], [sequences.times[u] for u in held],
-                                  first_test, tables.pad_row, spec.history_length)
-    return PreparedTraining(
-        catalogue=catalogue, split=split, reference_time=reference, spec=spec, popularity=popularity,
-        items=items, tables=tables, sequences=sequences, train_examples=train_examples,
+    holdout_user_ids = np.array(sorted(test_by_user.groups), dtype=object)
+    prepared = PreparedTraining(
+        catalogue=catalogue, split=split, as_of=as_of, spec=spec, snapshot=snapshot,
+        popular=popular_videos(snapshot), popularity_index=index,
+        items=item_inputs(spec, catalogue, split.train, as_of),
+        tables=tables, sequences=sequences, train_examples=train_examples,
         validation_examples=validation_examples,
-        holdout=HoldoutUsers(seen=[sequences.rows[u] for u in held], relevant=relevant),
-        holdout_times=relevant_times,
-        holdout_users=held, holdout_rows=rows, holdout_ages=ages,
+        holdout_user_ids=holdout_user_ids,
+        holdout_relevant=[test_by_user.get_group(u)["row"].to_numpy(dtype=np.int64) for u in holdout_user_ids],
+        holdout_times=[epoch_seconds(test_by_user.get_group(u)["created_at"]) for u in holdout_user_ids],
         item_genres=pd.factorize(catalogue["genre"].fillna(""))[0],
         profiles=profiles, demographics=Demographics.lookup(spec, sequences.user_ids, profiles),
     )
+    return prepared
 
 
 class ExampleBatches(keras.utils.PyDataset):
-    """Batches of (history -> next like) examples, reshuffled (and negatives redrawn) every epoch."""
+    """Batches of (history -> next like) examples, reshuffled (and negatives redrawn) every epoch.
+    Each positive's item inputs are as of its own time (its popularity then, its age then)."""
 
     def __init__(self, prepared: PreparedTraining, examples: Examples, batch_size: int, log_q: np.ndarray,
                  seed: int, sampler: NegativeSampler | None = None, negatives_per_example: int = 0,
@@ -216,6 +238,7 @@ class ExampleBatches(keras.utils.PyDataset):
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(examples)) if shuffle else np.arange(len(examples))
         self.drop_remainder = len(examples) >= batch_size
+        self.numeric = prepared.numeric_at(examples.positive_rows, examples.positive_times)
 
     def __len__(self) -> int:
         if self.drop_remainder:
@@ -229,11 +252,15 @@ class ExampleBatches(keras.utils.PyDataset):
                                                  self.prepared.demographics.take(self.examples.users[picked]))
         positives = self.examples.positive_rows[picked]
         batch.update({name: self.prepared.items[name][positives] for name in ITEM_INPUTS})
+        batch["numeric"] = self.numeric[picked]
         batch["log_q"] = self.log_q[positives]
         batch["positive_row"] = positives
         if self.sampler is not None:
             negatives = self.sampler.sample(self.examples.users[picked], self.negatives_per_example).reshape(-1)
             batch.update({f"neg_{name}": self.prepared.items[name][negatives] for name in ITEM_INPUTS})
+            # Negatives are as of their example's time too: time inputs never tell positives apart.
+            times = np.repeat(self.examples.positive_times[picked], self.negatives_per_example)
+            batch["neg_numeric"] = self.prepared.numeric_at(negatives, times)
         return batch
 
     def on_epoch_end(self) -> None:
@@ -312,8 +339,7 @@ class EpochEvaluation(keras.callbacks.Callback):
             logs["val_recall_at_50"] = float(hits.mean())
         if self.sampler is not None:
             p = self.prepared
-            latest, ages = latest_histories(p.sequences.rows, p.sequences.times,
-                                            np.array([t[-1] + 1 for t in p.sequences.times]), p.tables.pad_row,
+            latest, ages = latest_histories(p.sequences.rows, p.sequences.times, None, p.tables.pad_row,
                                             p.spec.history_length)
             inputs = p.tables.user_inputs(latest, ages, p.demographics)
             self.sampler.refresh_hard_pools(embed_users(towers.user_tower, inputs), item_vectors)
@@ -348,8 +374,7 @@ class TrainedTwoTower:
         spec = FeatureSpec.load(directory / "feature_spec.json")
         record = json.loads((directory / "training.json").read_text())
         config = TrainingConfig.from_dict(record["config"])
-        user_tower = build_user_tower(spec, config.tower)
-        item_tower = build_item_tower(spec, config.tower)
+        user_tower, item_tower = build_towers(spec, config.tower)
         user_tower.load_weights(directory / "user_tower.weights.h5")
         item_tower.load_weights(directory / "item_tower.weights.h5")
         return cls(spec, config, user_tower, item_tower, record["history"], record["metrics"],
@@ -360,47 +385,53 @@ class TrainedTwoTower:
 class HoldoutSlice:
     """Some of the held-out users, and of their held-out likes (e.g. those after a cutoff)."""
 
-    users: np.ndarray  # indices into prepared.holdout
-    holdout: HoldoutUsers
+    user_ids: np.ndarray
+    relevant: list[np.ndarray]
 
 
 def held_out_after(prepared: PreparedTraining, cutoff: pd.Timestamp) -> HoldoutSlice:
     """The held-out likes made after ``cutoff``: likes a model trained up to the cutoff never saw."""
     seconds = cutoff.value / 1e9
-    users, seen, relevant = [], [], []
-    for u, (rows, times) in enumerate(zip(prepared.holdout.relevant, prepared.holdout_times)):
+    users, relevant = [], []
+    for user, rows, times in zip(prepared.holdout_user_ids, prepared.holdout_relevant, prepared.holdout_times):
         later = rows[times > seconds]
         if len(later):
-            users.append(u)
-            seen.append(prepared.holdout.seen[u])
+            users.append(user)
             relevant.append(later)
-    return HoldoutSlice(np.asarray(users, dtype=np.int64), HoldoutUsers(seen, relevant))
+    return HoldoutSlice(np.asarray(users, dtype=object), relevant)
 
 
-def score_towers(prepared: PreparedTraining, spec: FeatureSpec,
-                 user_vectors_of: Callable[[dict[str, np.ndarray]], np.ndarray],
-                 item_vectors_of: Callable[[dict[str, np.ndarray]], np.ndarray],
+def score_towers(prepared: PreparedTraining, spec: FeatureSpec, embed_users_of: Embed, embed_items_of: Embed,
                  held_out: HoldoutSlice | None = None) -> dict[str, float]:
-    """Metrics of any pair of towers (this model, or the champion with its own feature spec)
-    on this training's holdout, or on a slice of it."""
-    items = prepared.items if spec is prepared.spec else item_features(
-        spec, prepared.catalogue, prepared.popularity, prepared.reference_time)
-    inputs = prepared.holdout_user_inputs(spec)
-    holdout = prepared.holdout
-    if held_out is not None:
-        inputs = {name: values[held_out.users] for name, values in inputs.items()}
-        holdout = held_out.holdout
-    return evaluate_ranker(vector_scores(user_vectors_of(inputs), item_vectors_of(items)), holdout,
-                           prepared.item_genres)
+    """Metrics of what a pair of towers (this model, or the champion with its own feature spec)
+    serves on this training's holdout, or on a slice of it: recommend_videos on the database
+    without the held-out likes, at the moment of the run. Includes the share of users served
+    by a vector, by their segment's popular videos and by overall popularity."""
+    user_ids = prepared.holdout_user_ids if held_out is None else held_out.user_ids
+    relevant = prepared.holdout_relevant if held_out is None else held_out.relevant
+    ranking = served_ranking(prepared.snapshot, spec, embed_users_of, embed_items_of, user_ids, prepared.popular)
+    metrics = evaluate_ranker(ranking.scores, ranking.holdout(relevant), prepared.item_genres)
+    metrics.update({f"served_by_{way.replace(' ', '_')}_share": share for way, share in ranking.shares().items()})
+    return metrics
+
+
+def _holdout_seen(prepared: PreparedTraining) -> list[np.ndarray]:
+    liked = prepared.snapshot.likes.groupby("user_id")["row"]
+    rows = {user: values.to_numpy(dtype=np.int64) for user, values in liked}
+    return [rows.get(user, np.zeros(0, dtype=np.int64)) for user in prepared.holdout_user_ids]
 
 
 def baseline_metrics(prepared: PreparedTraining) -> dict[str, dict[str, float]]:
+    """Popularity (the served fallback's order), ItemKNN and EASE on the same holdout, each ranking
+    the whole catalogue without the user's likes."""
+    seen = _holdout_seen(prepared)
+    holdout = HoldoutUsers(seen, prepared.holdout_relevant)
+    n_items = len(prepared.catalogue)
     train_seen = prepared.sequences.rows
     return {
-        "popularity": evaluate_ranker(popularity_scores(prepared.popularity), prepared.holdout,
-                                      prepared.item_genres),
-        "item_knn": evaluate_ranker(item_knn_scores(train_seen, prepared.holdout.seen, len(prepared.catalogue)),
-                                    prepared.holdout, prepared.item_genres),
+        "popularity": evaluate_ranker(popularity_scores(prepared.popular.scores), holdout, prepared.item_genres),
+        "item_knn": evaluate_ranker(item_knn_scores(train_seen, seen, n_items), holdout, prepared.item_genres),
+        "ease": evaluate_ranker(ease_scores(train_seen, seen, n_items), holdout, prepared.item_genres),
     }
 
 
@@ -427,11 +458,15 @@ FEATURE_GROUPS: dict[str, tuple[str, tuple[str, ...], int | None]] = {
 
 def permutation_importance(trained: TrainedTwoTower, prepared: PreparedTraining, seed: int = 0,
                            max_users: int = 500) -> dict[str, float]:
-    """Drop in Recall@50 when one feature group is shuffled across users (or videos)."""
+    """Drop in served Recall@50 when one feature group is shuffled across users (or videos)."""
     rng = np.random.default_rng(seed)
-    users = np.sort(rng.permutation(len(prepared.holdout))[:max_users])
-    holdout = prepared.holdout.subset(users)
-    user_inputs = {k: v[users] for k, v in prepared.holdout_user_inputs().items()}
+    picked = np.sort(rng.permutation(len(prepared.holdout_user_ids))[:max_users])
+    users = prepared.holdout_user_ids[picked]
+    histories = user_histories(prepared.spec, prepared.snapshot, prepared.tables, only_users=set(users))
+    order = pd.Index(histories.user_ids).get_indexer(users)
+    user_inputs = {name: values[order] for name, values in histories.inputs.items()}
+    seen = [rows for i, rows in enumerate(_holdout_seen(prepared)) if i in set(picked)]
+    holdout = HoldoutUsers(seen, [prepared.holdout_relevant[i] for i in picked])
     base_users = embed_users(trained.user_tower, user_inputs)
     base_items = embed_items(trained.item_tower, prepared.items)
 
@@ -444,13 +479,13 @@ def permutation_importance(trained: TrainedTwoTower, prepared: PreparedTraining,
     for group, (tower, names, column) in FEATURE_GROUPS.items():
         source = user_inputs if tower == "user_tower" else prepared.items
         shuffled = dict(source)
-        order = rng.permutation(len(next(iter(source.values()))))
+        permutation = rng.permutation(len(next(iter(source.values()))))
         for name in names:
             if column is None:
-                shuffled[name] = source[name][order]
+                shuffled[name] = source[name][permutation]
             else:
                 values = source[name].copy()
-                values[:, column] = values[order, column]
+                values[:, column] = values[permutation, column]
                 shuffled[name] = values
         if tower == "user_tower":
             score = recall(embed_users(trained.user_tower, shuffled), base_items)
@@ -473,28 +508,31 @@ def train_two_tower(
     on_epoch_end: EpochCallback | None = None,
     importance: bool = True,
     profiles: pd.DataFrame | None = None,
+    as_of: object = None,
+    window_days: float | None = LIKES_WINDOW_DAYS,
 ) -> TrainedTwoTower:
-    """Train on all but each user's most recent likes; score on those against the baselines."""
+    """Train on all but each user's most recent likes; score what would be served on those,
+    against the baselines. ``as_of``: the moment of the run (default: just after the newest like)."""
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    prepared = prepare_training(catalogue, likes, config, profiles)
+    prepared = prepare_training(catalogue, likes, config, profiles, as_of, window_days)
     n_items = len(prepared.catalogue)
     counts = np.bincount(prepared.train_examples.positive_rows, minlength=n_items).astype(np.float64)
     log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
     sampler = None
     if config.loss == "margin":
-        sampler = NegativeSampler(prepared.sequences.rows, counts, config.negative_mix, config.hard_negative_pool,
-                                  seed=config.seed)
+        sampler = NegativeSampler(prepared.sequences.rows, prepared.popular.scores, config.negative_mix,
+                                  config.hard_negative_pool, seed=config.seed)
 
     with _strategy(config).scope():
-        user_tower = build_user_tower(prepared.spec, config.tower)
-        item_tower = build_item_tower(prepared.spec, config.tower)
+        user_tower, item_tower = build_towers(prepared.spec, config.tower)
         model = TwoTowerRetrieval(user_tower, item_tower, config)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     callbacks: list[keras.callbacks.Callback] = [
         EpochEvaluation(prepared, sampler),
         keras.callbacks.EarlyStopping(monitor="val_recall_at_50", mode="max",
-                                      patience=config.early_stopping_patience, restore_best_weights=True),
+                                      patience=config.early_stopping_patience, restore_best_weights=True,
+                                      start_from_epoch=config.min_epochs),
     ]
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
@@ -519,6 +557,7 @@ def train_two_tower(
     trained.stats = {
         "train_likes": float(len(prepared.split.train)),
         "test_likes": float(len(prepared.split.test)),
+        "holdout_users": float(len(prepared.holdout_user_ids)),
         "training_examples": float(len(prepared.train_examples)),
         "validation_examples": float(len(prepared.validation_examples)),
         "users": float(len(prepared.sequences.user_ids)),

@@ -3,8 +3,8 @@
 // FeatureSpec JSON exported with the model version. Pure functions: no I/O, no clock.
 //
 // What "exactly" means here, rule by rule (the Python each rule mirrors in brackets):
-// - likes are read since now - 183 days, plus those without a timestamp [publishing._recent_likes,
-//   app_data.LIKES_QUERY];
+// - the user's newest likes of any age [publishing.read_snapshot reads every like;
+//   public.two_tower_user_history returns the newest history_length clean ones];
 // - clean-up [validation.clean_likes]: likes in timestamp order (no timestamp first); a repeated
 //   (user, video) like is dropped, the first one kept, whatever else is wrong with that first
 //   one; then likes without a video id or a timestamp, stamped after now, or of a video not in
@@ -14,16 +14,15 @@
 // - ids through the vocabularies: known tokens from 2, unknown or missing 1 [Vocabulary.lookup];
 // - price: z-score of log1p, 0 where missing or negative, float32, clipped to +-8
 //   [LogNormaliser.apply on validation.clean_catalogue's prices];
-// - ages in days from (now + 1 s), as float64 then float32 [publishing.embed_users];
+// - ages in days from the newest like of the history (not from now: a user served weeks after their
+//   last like gets the inputs training saw), as float64 then float32 [features.latest_histories];
 // - age range and region from the user's profile, 1 (unknown) without one [Demographics.lookup].
 
 export const PAD = 0;
 export const OOV = 1;
 export const FIRST_INDEX = 2;
 export const HISTORY_LENGTH = 100;
-export const LIKES_WINDOW_DAYS = 183; // twotower_pipeline.app_data.LIKES_WINDOW_DAYS
 export const SECONDS_PER_DAY = 86_400;
-const MICROS_PER_DAY = 86_400_000_000n;
 
 /** String -> index: 0 is padding, 1 out-of-vocabulary, known tokens from 2 (list order). */
 export class Vocabulary {
@@ -147,11 +146,6 @@ export function cleanLikes(rows: readonly RawLike[], nowUs: bigint): CleanLike[]
   );
 }
 
-/** The first like time the window includes (now - 183 days), in epoch microseconds. */
-export function windowStartUs(nowUs: bigint, windowDays = LIKES_WINDOW_DAYS): bigint {
-  return nowUs - BigInt(windowDays) * MICROS_PER_DAY;
-}
-
 /** Epoch microseconds as an ISO 8601 UTC timestamp with all six fractional digits. */
 export function microsToIso(us: bigint): string {
   const ms = us / 1000n - (us % 1000n < 0n ? 1n : 0n);
@@ -186,7 +180,6 @@ export function userInputs(
   spec: FeatureSpec,
   likes: readonly CleanLike[],
   profile: Profile | null,
-  nowUs: bigint,
 ): UserInputs {
   const h = spec.historyLength;
   const inputs: UserInputs = {
@@ -198,9 +191,9 @@ export function userInputs(
     user_age_range_idx: BigInt64Array.of(BigInt(profile ? spec.ageRanges.lookup(profile.age_range) : OOV)),
     user_region_idx: BigInt64Array.of(BigInt(profile ? spec.regions.lookup(profile.region) : OOV)),
   };
-  // The pipeline's reference time is as_of + 1 s: every like up to now is "before" it.
-  const reference = epochSeconds(nowUs) + 1.0;
   const recent = likes.slice(Math.max(0, likes.length - h));
+  // Ages are measured from the newest like of the history, whenever the history is read.
+  const reference = recent.length ? epochSeconds(recent[recent.length - 1].createdUs) : 0;
   const offset = h - recent.length;
   recent.forEach((like, i) => {
     const j = offset + i;

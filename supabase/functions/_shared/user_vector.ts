@@ -5,12 +5,11 @@ import type { Tx } from "./db.ts";
 import {
   type CleanLike,
   cleanLikes,
-  LIKES_WINDOW_DAYS,
+  HISTORY_LENGTH,
   microsToIso,
   type Profile,
   type RawLike,
   userInputs,
-  windowStartUs,
 } from "./features.ts";
 import { userTower, type UserTowerRecord } from "./model.ts";
 
@@ -22,16 +21,11 @@ export interface UserState {
   tower: UserTowerRecord | null;
   /** The stored vector of the active version (pgvector text) and the likes it covers. */
   stored: { vector: string; likesUntilUs: bigint | null } | null;
-  /** The user's clean likes in the window, oldest first (what the pipeline embeds). */
+  /** The user's newest clean likes (of any age), oldest first (what the pipeline embeds). */
   likes: CleanLike[];
   profile: Profile | null;
   /** An account, a profile, a like or a vector exists for this id. */
   known: boolean;
-}
-
-export function likesWindowDays(): number {
-  const value = Number(Deno.env.get("TWO_TOWER_LIKES_WINDOW_DAYS") ?? LIKES_WINDOW_DAYS);
-  return Number.isInteger(value) && value > 0 ? value : LIKES_WINDOW_DAYS;
 }
 
 interface VersionRow {
@@ -43,7 +37,7 @@ interface VersionRow {
 
 /** Everything about the user one request needs: four queries, pipelined in one round trip. */
 export async function readUserState(tx: Tx, userId: string, nowUs: bigint): Promise<UserState> {
-  const since = microsToIso(windowStartUs(nowUs, likesWindowDays()));
+  const until = microsToIso(nowUs);
   const [versions, stored, history, profile] = await Promise.all([
     tx<VersionRow[]>`
       select version, model_type, model_path, feature_spec_path
@@ -55,7 +49,8 @@ export async function readUserState(tx: Tx, userId: string, nowUs: bigint): Prom
       where u.user_id = ${userId}
         and u.model_version = (select m.version from public.embedding_model_versions m
                                where m.is_active and m.model_type = 'item_tower')`,
-    tx<RawLike[]>`select * from public.two_tower_user_history(${userId}, ${since}::text::timestamptz)`,
+    tx<RawLike[]>`
+      select * from public.two_tower_user_history(${userId}, ${HISTORY_LENGTH}, ${until}::text::timestamptz)`,
     tx<{ known: boolean; age_range: string | null; region: string | null }[]>`
       select * from public.two_tower_user_profile(${userId})`,
   ]);
@@ -93,11 +88,11 @@ export function storedIsFresh(state: UserState): boolean {
   return state.stored.likesUntilUs !== null && newest <= state.stored.likesUntilUs + LIKES_UNTIL_SLACK_US;
 }
 
-/** The user's vector by the active user tower at nowUs; null without a tower or likes. */
-export async function computeUserVector(state: UserState, nowUs: bigint): Promise<Float32Array | null> {
+/** The user's vector by the active user tower; null without a tower or likes. */
+export async function computeUserVector(state: UserState): Promise<Float32Array | null> {
   if (!state.tower || state.likes.length === 0) return null;
   const model = await userTower(state.tower);
-  return await model.embed(userInputs(model.spec, state.likes, state.profile, nowUs));
+  return await model.embed(userInputs(model.spec, state.likes, state.profile));
 }
 
 /** pgvector's text form; each float32 is written with enough digits to read back exactly. */

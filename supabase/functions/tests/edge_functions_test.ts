@@ -51,7 +51,7 @@ Deno.test({
         const newest = state.likes.at(-1)?.createdUs ?? -1n;
         const until = BigInt(reference.likes_until_us);
         assert.ok(newest >= until && newest - until <= 1n, `${label}: ${newest} vs ${until}`);
-        const vector = await computeUserVector(state, asOf);
+        const vector = await computeUserVector(state);
         assert.ok(vector, label);
         const diff = maxAbsDiff(vector, reference.vector);
         assert.ok(diff <= 1e-5, `${label} user ${userId}: max abs difference ${diff}`);
@@ -335,7 +335,7 @@ Deno.test({
       const userId = fx.parity_users.heavy;
       const asOf = BigInt(fx.as_of_us);
       const state = await asCaller(serviceCaller, (tx) => readUserState(tx, userId, asOf));
-      const local = await computeUserVector(state, asOf);
+      const local = await computeUserVector(state);
       const remote = await computeUserVector({
         ...state,
         tower: {
@@ -343,7 +343,7 @@ Deno.test({
           modelPath: `${base}/user_tower.onnx`,
           featureSpecPath: `${base}/feature_spec.json`,
         },
-      }, asOf);
+      });
       assert.deepEqual(remote, local);
       // One session per version: the same record gives the same loaded model.
       const record = {

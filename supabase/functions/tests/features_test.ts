@@ -9,7 +9,6 @@ import {
   parseFeatureSpec,
   type RawLike,
   userInputs,
-  windowStartUs,
 } from "../_shared/features.ts";
 import { diversify } from "../_shared/ranking.ts";
 import { vectorLiteral } from "../_shared/user_vector.ts";
@@ -42,7 +41,6 @@ Deno.test("clean-up keeps the first of repeated likes and drops what the pipelin
 Deno.test("timestamps keep their microseconds", () => {
   assert.equal(microsToIso(1_795_910_675_621_944n), "2026-11-29T00:04:35.621944Z");
   assert.equal(microsToIso(0n), "1970-01-01T00:00:00.000000Z");
-  assert.equal(windowStartUs(183n * 86_400_000_000n + 5n, 183), 5n);
 });
 
 Deno.test("prices are normalised like LogNormaliser.apply", () => {
@@ -54,7 +52,7 @@ Deno.test("prices are normalised like LogNormaliser.apply", () => {
   assert.equal(normalise(n, 1000), Math.fround((Math.log1p(1000) - 7) / 0.5));
 });
 
-Deno.test("inputs: newest last, front-padded, unknown ids out of vocabulary", () => {
+Deno.test("inputs: newest last, front-padded, ages from the newest like, unknown ids out of vocabulary", () => {
   const spec = parseFeatureSpec(JSON.stringify({
     videos: ["v1", "v2"],
     genres: ["Drama"],
@@ -66,21 +64,20 @@ Deno.test("inputs: newest last, front-padded, unknown ids out of vocabulary", ()
     reference_time: "2026-01-01T00:00:00+00:00",
   }));
   const day = 86_400_000_000n;
-  const now = 10n * day;
   const likes = [
     { videoId: "v1", createdUs: 8n * day, genre: "Drama", maker: "M", price: 1000 },
     { videoId: "unknown", createdUs: 9n * day, genre: null, maker: "other", price: -1 },
   ];
-  const inputs = userInputs(spec, likes, { age_range: "25-34", region: null }, now);
+  const inputs = userInputs(spec, likes, { age_range: "25-34", region: null });
   assert.deepEqual([...inputs.hist_video_idx], [0n, 0n, 2n, BigInt(OOV)]);
   assert.deepEqual([...inputs.hist_genre_idx], [0n, 0n, 2n, 1n]);
   assert.deepEqual([...inputs.hist_maker_idx], [0n, 0n, 2n, 1n]);
   assert.deepEqual([...inputs.hist_price], [0, 0, Math.fround((Math.log1p(1000) - 7) / 0.5), 0]);
-  const age = (d: number) => Math.fround((10 * 86400 + 1 - d * 86400) / 86400);
-  assert.deepEqual([...inputs.hist_age_days], [0, 0, age(8), age(9)]);
+  // Measured from the newest like (day 9), whenever the request comes: the same inputs training saw.
+  assert.deepEqual([...inputs.hist_age_days], [0, 0, 1, 0]);
   assert.deepEqual([...inputs.user_age_range_idx], [2n]);
   assert.deepEqual([...inputs.user_region_idx], [1n]);
-  const noProfile = userInputs(spec, likes, null, now);
+  const noProfile = userInputs(spec, likes, null);
   assert.deepEqual([...noProfile.user_age_range_idx, ...noProfile.user_region_idx], [1n, 1n]);
 });
 

@@ -9,7 +9,6 @@ export interface Fixture {
   db_url: string;
   jwt_secret: string;
   as_of_us: string;
-  window_days: number;
   version: string;
   user_tower: { model_path: string; feature_spec_path: string };
   parity_users: Record<string, string>;

@@ -54,7 +54,7 @@ export function recommendationsHandler(options: Options = {}): (req: Request) =>
         source = "stored";
         vector = state.stored.vector;
       } else if (state.version) {
-        const computed = await computeUserVector(state, nowUs);
+        const computed = await computeUserVector(state);
         if (computed) {
           source = "computed";
           vector = vectorLiteral(computed);

@@ -11,13 +11,7 @@ import { authenticate, targetUser } from "../_shared/auth.ts";
 import { asCaller, db } from "../_shared/db.ts";
 import { microsToIso } from "../_shared/features.ts";
 import { endpoint, HttpError, json, readBody } from "../_shared/http.ts";
-import {
-  computeUserVector,
-  likesWindowDays,
-  nowMicros,
-  readUserState,
-  vectorLiteral,
-} from "../_shared/user_vector.ts";
+import { computeUserVector, nowMicros, readUserState, vectorLiteral } from "../_shared/user_vector.ts";
 
 export interface Options {
   /** The clock, in epoch microseconds (tests pin it). */
@@ -67,13 +61,13 @@ export function updateUserEmbeddingHandler(options: Options = {}): (req: Request
       if (!state.version || !state.tower) {
         throw new HttpError(503, "no_active_model", "no two-tower model version is active yet");
       }
-      const vector = await computeUserVector(state, nowUs);
+      const vector = await computeUserVector(state);
       if (!vector) {
         return json(200, {
           model_version: state.version,
           user_id: userId,
           written: false,
-          reason: `no valid likes in the last ${likesWindowDays()} days: recommendations are popular videos`,
+          reason: "no valid likes: recommendations are the popular videos of the user's segment",
           clean_likes: 0,
         });
       }
