@@ -26,6 +26,10 @@ from twotower_pipeline.model.export import onnx_session, run_onnx
 from twotower_pipeline.model.features import POPULARITY_WINDOW_DAYS, FeatureSpec
 from twotower_pipeline.model.serving_path import (
     POPULARITY_HORIZON_DAYS,
+    SERVED_BY_POPULARITY,
+    SERVED_BY_SEGMENT,
+    SERVED_BY_VECTOR,
+    PopularVideos,
     Snapshot,
     item_inputs,
     popular_videos,
@@ -88,6 +92,7 @@ class EmbeddingReport:
     norm_max: float = 0.0
     per_shard: dict[str, int] = field(default_factory=dict)
     segments: int = 0  # cold-start lists written (user vectors)
+    served_by: dict[str, int] = field(default_factory=dict)  # users served each way (user vectors)
 
 
 def _norms(vectors: np.ndarray) -> tuple[float, float, float]:
@@ -148,6 +153,10 @@ def publish_item_vectors(
             conn, model.version, shards, ids, vectors, popularity, replace_shards=not only_missing
         )
     phases["write"] = time.perf_counter() - started - sum(phases.values())
+    if written:
+        with db.connect(url, autocommit=True) as conn:
+            if vector_store.repair_item_index(conn, model.version):
+                phases["index repair"] = time.perf_counter() - started - sum(phases.values())
     low, mean, high = _norms(vectors)
     per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
     return EmbeddingReport(
@@ -183,7 +192,11 @@ def publish_user_vectors(
     vectors = (model.embed_users(histories.inputs) if len(histories.user_ids)
                else np.zeros((0, 64), dtype=np.float32))
     _refuse_unsound(vectors, "user", model.version)
-    lists = None if only_users is not None else popular_lists(snapshot)
+    lists, served_by = None, {}
+    if only_users is None:
+        popular = popular_videos(snapshot)
+        lists = popular_lists(snapshot, popular)
+        served_by = served_ways(snapshot, popular, set(histories.user_ids))
     with db.connect(url) as conn:
         written = vector_store.write_user_vectors(conn, model.version, list(histories.user_ids), vectors,
                                                   [t.to_pydatetime() for t in histories.likes_until],
@@ -192,12 +205,22 @@ def publish_user_vectors(
             vector_store.write_popular_videos(conn, model.version, lists)
     low, mean, high = _norms(vectors)
     return EmbeddingReport(written=written, seconds=time.perf_counter() - started, norm_min=low, norm_mean=mean,
-                           norm_max=high, segments=0 if lists is None else len(lists))
+                           norm_max=high, segments=0 if lists is None else len(lists), served_by=served_by)
 
 
-def popular_lists(snapshot: Snapshot) -> list[tuple[str, str, list[str], list[float]]]:
+def served_ways(snapshot: Snapshot, popular: PopularVideos, with_vector: set[str]) -> dict[str, int]:
+    """How the users the app knows (a like or a profile) are served: by their vector, by their
+    segment's popular videos (a profile, no likes), or by overall popularity."""
+    profiles = snapshot.profiles.drop_duplicates("user_id")
+    without_likes = profiles[~profiles["user_id"].isin(with_vector)]
+    by_segment = sum(popular.segment_of(a, r) is not None
+                     for a, r in zip(without_likes["age_range"], without_likes["region"]))
+    return {SERVED_BY_VECTOR: len(with_vector), SERVED_BY_SEGMENT: int(by_segment),
+            SERVED_BY_POPULARITY: int(len(without_likes) - by_segment)}
+
+
+def popular_lists(snapshot: Snapshot, popular: PopularVideos) -> list[tuple[str, str, list[str], list[float]]]:
     """The cold-start lists of each demographic segment, as vector_store.write_popular_videos takes them."""
-    popular = popular_videos(snapshot)
     ids = snapshot.catalogue["id"].to_numpy()
     return [(age_range, region, list(ids[rows]), [float(x) for x in popular.segment_scores[(age_range, region)]])
             for (age_range, region), rows in popular.segments.items()]

@@ -173,6 +173,17 @@ def build_item_index(conn: psycopg.Connection, version: str, m: int = 16, ef_con
     conn.execute("select public.two_tower_build_item_index(%s, %s, %s)", (version, m, ef_construction))
 
 
+def repair_item_index(conn: psycopg.Connection, version: str) -> bool:
+    """After rows of an indexed partition were replaced: VACUUM, so the HNSW graph drops the old rows.
+    Until then the deleted rows stay in the graph and searches miss some of the new ones (seen: a
+    served top 10 missing its true 10th video after a full re-embed). ``conn`` must be in autocommit."""
+    part = partition_name(conn, ITEM_TABLE, version)
+    indexed = conn.execute("select to_regclass(%s) is not null", (f"public.{part}_hnsw",)).fetchone()[0]
+    if indexed:
+        conn.execute(sql.SQL("vacuum (analyze) public.{}").format(sql.Identifier(part)))
+    return bool(indexed)
+
+
 @dataclass(frozen=True)
 class Completeness:
     version: str

@@ -9,13 +9,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pytest
 
-from twotower_pipeline import db
+from twotower_pipeline import db, vector_store
+from twotower_pipeline.model.evaluation import top_k_rows
+from twotower_pipeline.model.serving_path import SERVED_BY_POPULARITY, SERVED_BY_SEGMENT, served_ranking
+from twotower_pipeline.publishing import load_version, publish_item_vectors, publish_user_vectors, read_snapshot
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline_tests.conftest import PUBLISHABLE, PipelineState, new_database, published_pipeline
@@ -84,6 +90,36 @@ def test_the_model_beats_popularity_and_mlflow_holds_the_run_and_both_towers(pub
         assert champion.tags["twotower.version"] == version
         assert champion.run_id == run_id
         assert candidate.version == champion.version  # the newest trained one is the active one
+
+
+def test_what_the_evaluation_ranks_is_what_recommend_videos_serves(published):
+    """The run's evaluation ranks with the served path; on the database, at the moment of publishing,
+    that is exactly recommend_videos' answer: same vectors, exclusions and cold-start lists."""
+    url = published.url
+    with db.connect(url) as conn:
+        record = vector_store.active_record(conn)
+        age_range, region = conn.execute(
+            "select age_range, region from public.profiles where age_range is not null and region is not null "
+            "group by 1, 2 order by count(*) desc limit 1").fetchone()
+        newcomers = [str(uuid.uuid4()) for _ in range(2)]
+        conn.execute("insert into public.profiles (id, age_range, region) values (%s, %s, %s), (%s, null, null)",
+                     (newcomers[0], age_range, region, newcomers[1]))
+        likers = [r[0] for r in conn.execute(
+            "select user_id::text from public.likes group by 1 order by md5(user_id::text) limit 40")]
+    model = load_version(record)
+    as_of = datetime.now(UTC)
+    publish_item_vectors(url, model, list(vector_store.SHARDS), as_of)
+    publish_user_vectors(url, model, as_of)  # the active version's vectors, rewritten in place
+    users = np.array(likers + newcomers, dtype=object)
+    ranking = served_ranking(read_snapshot(url, as_of), model.spec, model.embed_users, model.embed_items, users)
+    assert ranking.served_by[-2:].tolist() == [SERVED_BY_SEGMENT, SERVED_BY_POPULARITY]
+    top = top_k_rows(ranking.scores(slice(0, len(users))), ranking.seen, 10)
+    with db.connect(url) as conn:
+        catalogue_ids = np.array([r[0] for r in conn.execute("select id::text from public.videos order by id")])
+        for user, rows in zip(users, top):
+            served = [r[0] for r in conn.execute("select video_id::text from public.recommend_videos(%s, 10)",
+                                                 (user,))]
+            assert served == catalogue_ids[rows].tolist(), user
 
 
 def test_a_blocking_data_check_stops_the_line_and_leaves_the_active_model_alone(published, tmp_path: Path):

@@ -156,6 +156,55 @@ def test_with_no_active_model_recommend_videos_falls_back_to_recent_likes(databa
     assert rows[0][1] == max(counts.values())
 
 
+def test_with_no_active_model_a_quiet_month_still_gets_the_most_liked_videos(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 50, 20, 4)
+        conn.execute("update public.likes set created_at = now() - interval '90 days'")
+        rows = conn.execute("select video_id::text from public.recommend_videos(%s, 3)",
+                            (str(uuid.uuid4()),)).fetchall()
+        counts = dict(conn.execute("select video_id::text, count(*) from public.likes group by 1").fetchall())
+    assert len(rows) == 3, "nothing liked in the last 30 days must not empty the list"
+    assert [counts[r[0]] for r in rows] == sorted(counts.values(), reverse=True)[:3]
+
+
+def test_a_user_without_likes_gets_their_segments_popular_videos_then_the_overall_order(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 300, 5, 3)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        listed = [video_ids[7], video_ids[3], user_liked := conn.execute(
+            "select video_id::text from public.likes limit 1").fetchone()[0]]
+        vector_store.write_popular_videos(conn, "v1", [("25-34", "Kanto", listed, [0.3, 0.2, 0.1])])
+        vector_store.activate_version(conn, "v1")
+        liker = conn.execute("select user_id::text from public.likes where video_id = %s limit 1",
+                             (user_liked,)).fetchone()[0]
+        newcomer, elsewhere = str(uuid.uuid4()), str(uuid.uuid4())
+        conn.execute("insert into public.profiles (id, age_range, region) values (%s, '25-34', 'Kanto'), "
+                     "(%s, '25-34', 'Tohoku'), (%s, '25-34', 'Kanto')", (newcomer, elsewhere, liker))
+        conn.execute("delete from public.two_tower_user_embeddings where user_id = %s", (liker,))
+        overall = [r[0] for r in conn.execute(
+            "select video_id::text from public.two_tower_item_embeddings where model_version = 'v1' "
+            "order by popularity desc, video_id").fetchall()]
+
+        def served(user: str, k: int) -> list[str]:
+            return [r[0] for r in conn.execute("select video_id::text from public.recommend_videos(%s, %s)",
+                                               (user, k)).fetchall()]
+
+        assert served(newcomer, 5) == listed + [v for v in overall if v not in listed][:2]
+        assert served(elsewhere, 5) == overall[:5]  # no list for that segment: the overall order
+        # A user without a vector but with likes: the segment's list and the overall order, minus their likes.
+        mine = {r[0] for r in conn.execute("select video_id::text from public.likes where user_id = %s", (liker,))}
+        assert served(liker, 5) == [v for v in listed + [v for v in overall if v not in listed] if v not in mine][:5]
+
+
+def test_dropping_a_version_drops_its_cold_start_lists(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 50, 3, 2)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+        vector_store.write_popular_videos(conn, "v1", [("25-34", "", video_ids[:3], [3, 2, 1])])
+        conn.execute("select public.two_tower_drop_version('v1')")
+        assert conn.execute("select count(*) from public.two_tower_popular_videos").fetchone()[0] == 0
+
+
 def test_recommend_videos_rejects_a_limit_out_of_range(database_url):
     with db.connect(database_url) as conn:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_limit must be between 1 and 1000"):

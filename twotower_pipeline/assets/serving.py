@@ -148,6 +148,10 @@ def user_embeddings(
     metadata = _report_metadata(report)
     metadata["version"] = dg.MetadataValue.text(model.version)
     metadata["segment_lists"] = dg.MetadataValue.int(report.segments)
+    metadata["users_served_by"] = dg.MetadataValue.json(report.served_by)
+    known = sum(report.served_by.values())
+    for way, users in report.served_by.items():
+        metadata[f"share_served_by_{way.replace(' ', '_')}"] = dg.MetadataValue.float(users / known if known else 0.0)
     return dg.Output(UserEmbeddings(model.version, as_of, report.written), metadata=metadata)
 
 

@@ -103,10 +103,11 @@ def decayed_like_weights(likes: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray
 
 def video_popularity(video_ids: pd.Series, likes: pd.DataFrame, as_of: object) -> np.ndarray:
     """Each video's popularity for the cold-start order (aligned with ``video_ids``): its likes,
-    decayed with a 30-day half-life. What publishing stores; what popular_videos ranks by."""
+    decayed with a 30-day half-life. What publishing stores; what popular_videos ranks by. In float32,
+    as the database keeps it, so both order (and break ties by video id) alike."""
     weights = decayed_like_weights(likes, pd.Timestamp(as_of))
     totals = pd.Series(weights, index=likes["video_id"].to_numpy()).groupby(level=0).sum()
-    return video_ids.map(totals).fillna(0.0).to_numpy(dtype=np.float64)
+    return video_ids.map(totals).fillna(0.0).to_numpy(dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def popular_videos(snapshot: Snapshot) -> PopularVideos:
     if not wanted or not len(weights):
         return PopularVideos(scores)
     liked = np.flatnonzero(scores > 0)
-    overall = scores[liked] / scores.sum()
+    overall = scores[liked].astype(np.float64) / scores.sum(dtype=np.float64)
     indexed = profiles.set_index("user_id")
     ages = likes["user_id"].map(indexed["age_range"]).map(_key).to_numpy()
     regions = likes["user_id"].map(indexed["region"]).map(_key).to_numpy()
@@ -223,7 +224,6 @@ def served_ranking(snapshot: Snapshot, spec: FeatureSpec, embed_users: Embed, em
                    item_vectors: np.ndarray | None = None) -> ServedRanking:
     """recommend_videos for ``user_ids`` on the snapshot, with one version's towers."""
     user_ids = np.asarray(user_ids, dtype=object)
-    popular = popular or popular_videos(snapshot)
     if item_vectors is None:
         item_vectors = embed_items(item_inputs(spec, snapshot.catalogue, snapshot.likes, snapshot.as_of))
     histories = user_histories(spec, snapshot, only_users=set(user_ids))
@@ -232,16 +232,22 @@ def served_ranking(snapshot: Snapshot, spec: FeatureSpec, embed_users: Embed, em
     liked = snapshot.likes[snapshot.likes["user_id"].isin(set(user_ids))].groupby("user_id")["row"]
     liked_rows = {user: rows.to_numpy(dtype=np.int64) for user, rows in liked}
     seen = [liked_rows.get(user, np.zeros(0, dtype=np.int64)) for user in user_ids]
-    profiles = snapshot.profiles.drop_duplicates("user_id").set_index("user_id")
-    segments = [popular.segment_of(profiles["age_range"].get(user), profiles["region"].get(user))
-                if user in profiles.index else None for user in user_ids]
-    served_by = np.array([SERVED_BY_VECTOR if user in vector_of else
-                          SERVED_BY_SEGMENT if segment is not None else SERVED_BY_POPULARITY
-                          for user, segment in zip(user_ids, segments)], dtype=object)
-    # Popularity as a score: the overall order below every segment list's position.
     n_items = len(snapshot.catalogue)
-    overall_rank_score = np.empty(n_items, dtype=np.float32)
-    overall_rank_score[popular.overall_order()] = -np.arange(n_items, dtype=np.float32) - SEGMENT_LIST_LENGTH - 1
+    segments: list[tuple[str, str] | None] = [None] * len(user_ids)
+    served_by = np.full(len(user_ids), SERVED_BY_VECTOR, dtype=object)
+    cold = [u for u, user in enumerate(user_ids) if user not in vector_of]
+    overall_rank_score = np.zeros(n_items, dtype=np.float32)
+    if cold:  # the cold-start lists are only worked out when someone needs them
+        popular = popular or popular_videos(snapshot)
+        profiles = snapshot.profiles.drop_duplicates("user_id").set_index("user_id")
+        for u in cold:
+            user = user_ids[u]
+            if user in profiles.index:
+                segments[u] = popular.segment_of(profiles["age_range"].get(user), profiles["region"].get(user))
+            served_by[u] = SERVED_BY_SEGMENT if segments[u] is not None else SERVED_BY_POPULARITY
+        # Popularity as a score: the overall order below every segment list's position.
+        overall_rank_score[popular.overall_order()] = (-np.arange(n_items, dtype=np.float32)
+                                                       - SEGMENT_LIST_LENGTH - 1)
 
     def scores(users: slice) -> np.ndarray:
         out = np.empty((len(user_ids[users]), n_items), dtype=np.float32)
