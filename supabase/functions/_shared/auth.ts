@@ -1,10 +1,13 @@
-// Who is calling: the JWT's role and user. With SUPABASE_JWT_SECRET set (local runs, tests) the
-// signature and expiry are verified here (HS256, as Supabase signs with the project's JWT
-// secret); without it the function relies on the gateway, which verifies every request's JWT
-// before it reaches the function (verify_jwt = true in supabase/config.toml).
+// Who is calling: the JWT's role and user. Every token's signature, algorithm and validity period
+// are verified here (jwt.ts: HS256 with SUPABASE_JWT_SECRET, ES256/RS256 with the project's signing
+// keys at SUPABASE_URL), whether or not the gateway verified it too (verify_jwt in
+// supabase/config.toml): a function deployed with --no-verify-jwt, or reached past the gateway,
+// trusts no claim it cannot verify. Only the authenticated role (with a user) and the service role
+// may call the functions.
 
-import { decodeJwt, type JWTPayload, jwtVerify } from "jose";
+import type { JWTPayload } from "jose";
 import { HttpError, isUuid } from "./http.ts";
+import { verifyJwt } from "./jwt.ts";
 
 export interface Caller {
   role: "authenticated" | "service_role";
@@ -14,22 +17,12 @@ export interface Caller {
   claims: JWTPayload;
 }
 
-const encoder = new TextEncoder();
-
 export async function authenticate(req: Request): Promise<Caller> {
   const match = /^Bearer\s+(\S+)$/i.exec((req.headers.get("Authorization") ?? "").trim());
   if (!match) {
     throw new HttpError(401, "unauthorized", "missing Authorization: Bearer <JWT> header");
   }
-  let claims: JWTPayload;
-  const secret = Deno.env.get("SUPABASE_JWT_SECRET");
-  try {
-    claims = secret
-      ? (await jwtVerify(match[1], encoder.encode(secret), { algorithms: ["HS256"] })).payload
-      : decodeJwt(match[1]);
-  } catch {
-    throw new HttpError(401, "invalid_token", "the JWT is invalid, expired or not signed by this project");
-  }
+  const claims = await verifyJwt(match[1]);
   if (claims.role === "service_role") return { role: "service_role", userId: null, claims };
   if (claims.role === "authenticated") {
     if (!isUuid(claims.sub)) throw new HttpError(401, "invalid_token", "the JWT names no user (sub)");

@@ -220,7 +220,7 @@ Deno.test({
           secret: "not-the-project-secret",
         }),
         401,
-        "invalid_token",
+        "invalid_signature",
       ],
       [
         "an expired JWT",
@@ -228,7 +228,7 @@ Deno.test({
         {},
         await jwt({ sub: user, role: "authenticated" }, { expiresIn: 1 } /* exp: 1970 */),
         401,
-        "invalid_token",
+        "token_expired",
       ],
       ["the anon role", recommend, {}, await jwt({ role: "anon" }), 401, "unauthorized"],
       ["k = 0", recommend, { k: 0 }, await userToken(user), 400, "invalid_k"],
