@@ -37,8 +37,9 @@ from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles
 from twotower_pipeline.db.embedded import EmbeddedPostgres
 from twotower_pipeline.db.migrations import apply_migrations
 from twotower_pipeline.demo_data import generate_demo_data, load_demo_data
+from twotower_pipeline.model.config import TrainingConfig
 from twotower_pipeline.model.export import export_tower
-from twotower_pipeline.model.training import TrainingConfig, train_two_tower
+from twotower_pipeline.model.training import train_two_tower
 from twotower_pipeline.publishing import ServingModel, publish_item_vectors, publish_user_vectors
 from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline.validation import clean_catalogue, clean_likes

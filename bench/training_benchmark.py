@@ -22,8 +22,9 @@ from pathlib import Path
 
 from bench.machine import add_size_arguments, demo_size, machine
 from twotower_pipeline.demo_data import generate_demo_data
+from twotower_pipeline.model.config import TrainingConfig
 from twotower_pipeline.model.export import export_tower
-from twotower_pipeline.model.training import TrainingConfig, train_two_tower
+from twotower_pipeline.model.training import train_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_ONNX_MB = 50

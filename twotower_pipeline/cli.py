@@ -139,8 +139,9 @@ def rollback(to_version: str | None) -> None:
             _fail("no earlier version with kept vectors to roll back to; pass --to VERSION")
         record = vector_store.version_record(conn, target)
     if record is None:
-        _fail(f"model version {target} is unknown: `select distinct version from embedding_model_versions` "
-              "lists the versions")
+        with database.connect(url) as conn:
+            listing = _version_lines(vector_store.version_summaries(conn))
+        _fail(f"model version {target} is unknown; the versions are:\n" + "\n".join(listing))
     if record.is_active:
         click.echo(f"{target} is already the active version")
         return
@@ -258,6 +259,36 @@ def _print_summary(settings: Settings, users: int) -> None:
         f"Connect with psql:                  psql \"$(twotower db url)\"\n"
         f"State folder: {settings.home}"
     )
+
+
+def _version_lines(summaries) -> list[str]:
+    now = datetime.now(UTC)
+    lines = [f"  {'version':<22} {'status':<10} {'age':>8} {'recall@50':>10} {'ndcg@10':>8}  vectors"]
+    for v in summaries:
+        age = now - v.created_at
+        shown_age = f"{age.days} d" if age.days else f"{age.seconds // 3600} h"
+        recall, ndcg = v.metrics.get("recall_at_50"), v.metrics.get("ndcg_at_10")
+        lines.append(f"  {v.version:<22} {('ACTIVE' if v.is_active else v.status):<10} {shown_age:>8} "
+                     f"{recall if recall is None else format(recall, '.4f'):>10} "
+                     f"{ndcg if ndcg is None else format(ndcg, '.4f'):>8}  "
+                     f"{'kept (rollback target)' if v.vectors_kept and not v.is_active else 'kept' if v.vectors_kept else 'dropped'}")
+    return lines
+
+
+@main.command(help="List the model versions: status, age, served Recall@50 and NDCG@10 on their holdout, "
+                   "and whether their vectors are kept (what `twotower rollback --to` can re-activate).")
+def versions() -> None:
+    from twotower_pipeline import db as database
+    from twotower_pipeline import vector_store
+
+    settings = _settings()
+    with database.connect(database.database_url(settings)) as conn:
+        summaries = vector_store.version_summaries(conn)
+    if not summaries:
+        click.echo("no model version yet: run `twotower retrain` (or `twotower demo`)")
+        return
+    for line in _version_lines(summaries):
+        click.echo(line)
 
 
 # -- UIs -----------------------------------------------------------------------------------

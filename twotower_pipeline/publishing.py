@@ -22,8 +22,8 @@ import sqlalchemy
 
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles, read_video_ids
-from twotower_pipeline.model.export import onnx_session, run_onnx
 from twotower_pipeline.model.features import POPULARITY_WINDOW_DAYS, FeatureSpec
+from twotower_pipeline.model.onnx_runtime import onnx_session, run_onnx
 from twotower_pipeline.model.serving_path import (
     POPULARITY_HORIZON_DAYS,
     SERVED_BY_POPULARITY,

@@ -313,6 +313,29 @@ def version_record(conn: psycopg.Connection, version: str) -> VersionRecord | No
                          item[5], bool(item[6]), item[7])
 
 
+@dataclass(frozen=True)
+class VersionSummary:
+    version: str
+    status: str
+    is_active: bool
+    created_at: datetime
+    activated_at: datetime | None
+    metrics: dict[str, float]
+    vectors_kept: bool
+    status_reason: str | None
+
+
+def version_summaries(conn: psycopg.Connection) -> list[VersionSummary]:
+    """Every registered version, newest first, with whether its vectors are still kept (rollback targets)."""
+    rows = conn.execute(
+        "select version, status, is_active, created_at, activated_at, metrics, status_reason, "
+        "to_regclass('public.' || public.two_tower_partition_name('two_tower_item_embeddings', version)) is not null "
+        "from public.embedding_model_versions where model_type = 'item_tower' order by created_at desc, version desc"
+    ).fetchall()
+    return [VersionSummary(version, status, bool(active), created, activated, dict(metrics or {}), bool(kept),
+                           reason) for version, status, active, created, activated, metrics, reason, kept in rows]
+
+
 def active_record(conn: psycopg.Connection) -> VersionRecord | None:
     version = active_version(conn)
     return version_record(conn, version) if version else None

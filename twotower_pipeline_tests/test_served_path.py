@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from twotower_pipeline.demo_data import activity_summary, generate_demo_data
+from twotower_pipeline.model.config import TrainingConfig
 from twotower_pipeline.model.dataset import UserSequences, next_like_examples
 from twotower_pipeline.model.evaluation import evaluate_ranker
 from twotower_pipeline.model.features import (
@@ -17,6 +18,7 @@ from twotower_pipeline.model.features import (
     latest_histories,
     popularity_shares,
 )
+from twotower_pipeline.model.preparation import prepare_training
 from twotower_pipeline.model.serving_path import (
     SEGMENT_LIST_LENGTH,
     SERVED_BY_POPULARITY,
@@ -27,7 +29,7 @@ from twotower_pipeline.model.serving_path import (
     served_ranking,
     user_histories,
 )
-from twotower_pipeline.model.training import TrainingConfig, embed_items, embed_users, prepare_training, train_two_tower
+from twotower_pipeline.model.training import embed_items, embed_users, train_two_tower
 from twotower_pipeline_tests.conftest import PUBLISHABLE
 
 DAY = 86_400.0

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from twotower_pipeline.model.config import TowerConfig
 from twotower_pipeline.model.dataset import HoldoutConfig, UserSequences, next_like_examples, temporal_holdout
 from twotower_pipeline.model.evaluation import (
     HoldoutUsers,
@@ -20,7 +21,7 @@ from twotower_pipeline.model.features import (
     LogNormaliser,
     Vocabulary,
 )
-from twotower_pipeline.model.towers import TowerConfig, build_item_tower, build_user_tower
+from twotower_pipeline.model.towers import build_item_tower, build_user_tower
 
 
 def _spec() -> FeatureSpec:

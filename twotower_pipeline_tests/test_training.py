@@ -9,13 +9,9 @@ import pytest
 from twotower_pipeline import db
 from twotower_pipeline.app_data import read_catalogue, read_likes
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
-from twotower_pipeline.model.training import (
-    TrainingConfig,
-    TrainingDataError,
-    embed_items,
-    prepare_training,
-    train_two_tower,
-)
+from twotower_pipeline.model.config import TrainingConfig
+from twotower_pipeline.model.preparation import TrainingDataError, held_out_after, prepare_training
+from twotower_pipeline.model.training import embed_items, train_two_tower
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 QUICK = TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1)
@@ -133,8 +129,6 @@ def test_only_single_like_users_stop_training_with_a_clear_reason(demo_frames):
 
 
 def test_the_fair_comparison_keeps_only_held_out_likes_after_the_cutoff(demo_frames):
-    from twotower_pipeline.model.training import held_out_after
-
     catalogue, likes = demo_frames
     prepared = prepare_training(catalogue, likes, QUICK)
     cutoff = prepared.split.test["created_at"].quantile(0.5)

@@ -7,6 +7,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
@@ -14,24 +15,18 @@ import pandas as pd
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.assets import OWNERS, TRAINING_POOL, TRANSIENT_RETRIES, disk_full_is_final
+from twotower_pipeline.model.config import TowerConfig, TrainingConfig
 from twotower_pipeline.model.dataset import HoldoutConfig
 from twotower_pipeline.model.evaluation import SEED_TARGETS
-from twotower_pipeline.model.export import ExportedTower, export_and_check
 from twotower_pipeline.model.negatives import NegativeMix
-from twotower_pipeline.model.towers import TowerConfig
-from twotower_pipeline.model.training import (
-    TrainedTwoTower,
-    TrainingConfig,
-    TrainingDataError,
-    embed_items,
-    embed_users,
-    held_out_after,
-    score_towers,
-    train_two_tower,
-)
+from twotower_pipeline.model.preparation import TrainingDataError, held_out_after, score_towers
 from twotower_pipeline.publishing import load_version
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.validation import TrainingData
+
+if TYPE_CHECKING:  # TensorFlow loads in the steps that train or export, never with the code location
+    from twotower_pipeline.model.export import ExportedTower
+    from twotower_pipeline.model.training import TrainedTwoTower
 
 GROUP = "model"
 MAX_ONNX_BYTES = 50 * 1024 * 1024
@@ -102,7 +97,9 @@ class ModelArtifacts:
     champion_note: str = ""
     gate_metrics: dict[str, float] = field(default_factory=dict)  # this model on the champion comparison
 
-    def load(self, model_store: ModelStore) -> TrainedTwoTower:
+    def load(self, model_store: ModelStore) -> "TrainedTwoTower":
+        from twotower_pipeline.model.training import TrainedTwoTower
+
         return TrainedTwoTower.load(model_store.local(self.directory))
 
 
@@ -227,6 +224,8 @@ def two_tower_model(
 ):
     import mlflow
 
+    from twotower_pipeline.model.training import train_two_tower
+
     version = new_version()
     training_config = config.to_training_config()
     with mlflow.start_run(experiment_id=mlflow_tracking.experiment_id(), run_name=version) as run:
@@ -343,7 +342,7 @@ class ChampionComparison:
     note: str
 
 
-def compare_with_champion(app_db: AppDatabase, trained: TrainedTwoTower) -> ChampionComparison:
+def compare_with_champion(app_db: AppDatabase, trained: "TrainedTwoTower") -> ChampionComparison:
     """Score the active version and the candidate on the same held-out likes.
 
     Preferably on the likes made after the champion's own training data ended, which neither model
@@ -370,6 +369,8 @@ def compare_with_champion(app_db: AppDatabase, trained: TrainedTwoTower) -> Cham
     else:
         held_out, note = None, ("both served and scored on this run's holdout: too few held-out likes after the "
                                 "champion's training data ended for a comparison on likes neither saw")
+    from twotower_pipeline.model.training import embed_items, embed_users
+
     champion_metrics = score_towers(prepared, model.spec, model.embed_users, model.embed_items, held_out)
     candidate_metrics = trained.metrics if held_out is None else score_towers(
         prepared, prepared.spec, lambda x: embed_users(trained.user_tower, x),
@@ -377,7 +378,7 @@ def compare_with_champion(app_db: AppDatabase, trained: TrainedTwoTower) -> Cham
     return ChampionComparison(champion.version, champion_metrics, candidate_metrics, note)
 
 
-def parity_samples(trained: TrainedTwoTower, size: int = 256, seed: int = 0) -> tuple[dict, dict]:
+def parity_samples(trained: "TrainedTwoTower", size: int = 256, seed: int = 0) -> tuple[dict, dict]:
     """Realistic tower inputs for the parity check: random ids and histories with padding."""
     rng = np.random.default_rng(seed)
     record = trained.spec
@@ -428,6 +429,8 @@ def onnx_towers(
 ):
     import mlflow
     import onnx
+
+    from twotower_pipeline.model.export import export_and_check
 
     trained = two_tower_model.load(model_store)
     directory = model_store.version_dir(two_tower_model.version)
@@ -511,7 +514,7 @@ def onnx_towers(
     )
 
 
-def _export_problems(tower: ExportedTower) -> list[str]:
+def _export_problems(tower: "ExportedTower") -> list[str]:
     problems = []
     if not math.isfinite(tower.max_abs_diff) or tower.max_abs_diff > MAX_PARITY_DIFF:
         problems.append(f"max |ONNX - TF| = {tower.max_abs_diff:.2e} exceeds {MAX_PARITY_DIFF:.0e}")

@@ -1,22 +1,16 @@
-"""ONNX export of each tower with tf2onnx, checked against TensorFlow in ONNX Runtime.
-
-Ids go in as int64 (what MLflow's ONNX flavour and onnxruntime-web both expect), floats as
-float32; the single output is ``embedding`` [batch, 64].
-"""
+"""ONNX export of each tower with tf2onnx, checked against TensorFlow in ONNX Runtime."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-import onnxruntime as ort
-import tensorflow as tf
-import tf2onnx
+
+from twotower_pipeline.model.onnx_runtime import OUTPUT_NAME, onnx_session, run_onnx
+from twotower_pipeline.model.tensorflow_import import keras, tf
 
 OPSET = 17
-OUTPUT_NAME = "embedding"
 
 
 @dataclass(frozen=True)
@@ -44,22 +38,10 @@ def export_tower(tower: keras.Model, path: Path) -> Path:
         return {OUTPUT_NAME: tower(dict(zip(names, args)), training=False)}
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tf2onnx  # after TensorFlow, which tensorflow_import loads quietly
+
     tf2onnx.convert.from_function(serve, input_signature=signature, opset=OPSET, output_path=str(path))
     return path
-
-
-def onnx_session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(session: ort.InferenceSession, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    feeds = {}
-    for model_input in session.get_inputs():
-        value = inputs[model_input.name]
-        feeds[model_input.name] = value.astype(np.int64 if model_input.type == "tensor(int64)" else np.float32)
-    return session.run([OUTPUT_NAME], feeds)[0]
 
 
 def export_and_check(tower: keras.Model, path: Path, sample: dict[str, np.ndarray]) -> ExportedTower:

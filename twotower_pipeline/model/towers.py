@@ -10,11 +10,8 @@ Both towers end in an L2-normalised 64-d vector: the score is their dot product.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import keras
-from keras import layers, ops
-
+from twotower_pipeline.model.config import ITEM_FEATURE_GROUPS, USER_FEATURE_GROUPS, TowerConfig  # noqa: F401
 from twotower_pipeline.model.features import (
     HISTORY_LENGTH,
     MAX_PERFORMERS,
@@ -23,44 +20,9 @@ from twotower_pipeline.model.features import (
     TEXT_TERMS,
     FeatureSpec,
 )
+from twotower_pipeline.model.tensorflow_import import keras
 
-USER_FEATURE_GROUPS = ("history", "categories", "behaviour", "demographics")
-ITEM_FEATURE_GROUPS = ("video_id", "categories", "text", "performers", "tags", "numeric")
-
-
-@dataclass(frozen=True)
-class TowerConfig:
-    embedding_dim: int = 64
-    history_embedding_dim: int = 64
-    id_embedding_dim: int = 64
-    category_dim: int = 32
-    text_dim: int = 128
-    bag_dim: int = 32
-    hidden_dim: int = 256
-    dropout: float = 0.2
-    recency_half_life_days: float = 30.0
-    # Which of the design document's inputs each tower uses (the rest are accepted and ignored, so
-    # every version has the same ONNX inputs); for ablations.
-    user_features: tuple[str, ...] = USER_FEATURE_GROUPS
-    item_features: tuple[str, ...] = ITEM_FEATURE_GROUPS
-    # The user's liked videos are embedded by the item tower's video-id embedding: one table learns
-    # from both sides of every like (MovieLens: +0.005 Recall@50).
-    share_video_embedding: bool = True
-    # Means of the newest N liked videos by position, besides the recency-weighted mean of all: what
-    # the user liked just now (MovieLens: Recall@50 0.36 -> 0.39, NDCG@10 0.13 -> 0.15).
-    recent_likes: tuple[int, ...] = (1, 3, 10)
-    id_path: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "user_features", tuple(self.user_features))
-        object.__setattr__(self, "item_features", tuple(self.item_features))
-        object.__setattr__(self, "recent_likes", tuple(self.recent_likes))
-        for name, allowed, chosen in (("user_features", USER_FEATURE_GROUPS, self.user_features),
-                                      ("item_features", ITEM_FEATURE_GROUPS, self.item_features)):
-            unknown = sorted(set(chosen) - set(allowed))
-            if unknown or not chosen:
-                raise ValueError(f"{name} must be a non-empty subset of {allowed}, got {chosen}")
-
+layers, ops = keras.layers, keras.ops
 
 class MaskedMean(layers.Layer):
     """Weighted mean over the history axis; padded positions have weight 0 and never leak."""
