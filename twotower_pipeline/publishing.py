@@ -142,7 +142,7 @@ def publish_item_vectors(
         catalogue = catalogue[new].reset_index(drop=True)
     phases["read"] = time.perf_counter() - started
     inputs = item_inputs(model.spec, catalogue, likes, as_of)
-    popularity = video_popularity(catalogue["id"], likes, as_of)
+    popularity = video_popularity(catalogue["id"], likes, as_of, model.spec.popularity_half_life_days)
     phases["features"] = time.perf_counter() - started - sum(phases.values())
     vectors = model.embed_items(inputs) if len(catalogue) else np.zeros((0, 64), np.float32)
     phases["inference"] = time.perf_counter() - started - sum(phases.values())
@@ -194,7 +194,7 @@ def publish_user_vectors(
     _refuse_unsound(vectors, "user", model.version)
     lists, served_by = None, {}
     if only_users is None:
-        popular = popular_videos(snapshot)
+        popular = popular_videos(snapshot, model.spec.cold_start)
         lists = popular_lists(snapshot, popular)
         served_by = served_ways(snapshot, popular, set(histories.user_ids))
     with db.connect(url) as conn:

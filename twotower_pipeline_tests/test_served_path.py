@@ -14,6 +14,7 @@ from twotower_pipeline.model.dataset import UserSequences, next_like_examples
 from twotower_pipeline.model.evaluation import evaluate_ranker
 from twotower_pipeline.model.features import (
     POPULARITY_PER,
+    ColdStart,
     PopularityIndex,
     latest_histories,
     popularity_shares,
@@ -27,6 +28,7 @@ from twotower_pipeline.model.serving_path import (
     Snapshot,
     popular_videos,
     served_ranking,
+    tune_cold_start,
     user_histories,
 )
 from twotower_pipeline.model.training import embed_items, embed_users, train_two_tower
@@ -150,6 +152,28 @@ def test_users_without_likes_get_their_segment_then_everything_popular_never_wha
     assert np.argmax(scores[0]) == 0  # the young segment's favourite, though video 5 is liked more overall
     assert np.argmax(scores[1]) == 5  # overall popularity
     assert ranking.seen[2].tolist() == [5]  # excluded from what the liker is recommended
+
+
+def test_the_cold_start_choice_follows_what_served_the_newest_users_best():
+    catalogue = _catalogue(8)
+    # Old users: young ones like video 0, old ones video 5; overall, video 5 leads.
+    rows = [(f"y{i}", 0, -60 + i * 0.1) for i in range(30)] + [(f"o{i}", 5, -60 + i * 0.1) for i in range(60)]
+    # Newcomers in the last 28 days like their segment's favourite.
+    rows += [(f"ny{i}", 0, -10 + i * 0.1) for i in range(30)] + [(f"no{i}", 5, -10 + i * 0.1) for i in range(30)]
+    likes = _likes(rows, catalogue)
+    ages = {"y": "18-24", "o": "55+", "ny": "18-24", "no": "55+"}
+    users = sorted(set(likes["user_id"]))
+    profiles = pd.DataFrame({"user_id": users, "age_range": [ages[u.rstrip("0123456789")] for u in users],
+                             "region": "Kanto"})
+    chosen, scores = tune_cold_start(Snapshot.of(catalogue, likes, profiles, NOW), k=1)
+    assert chosen.segment_prior_likes is not None, scores  # segments served the young newcomers better
+    assert max(scores.values()) == 1.0 and scores["half_life_14_segments_none"] == 0.5
+    # Without profiles, segments cannot help: the overall order, the simplest choice, stays.
+    plain, _ = tune_cold_start(Snapshot.of(catalogue, likes, None, NOW), k=1)
+    assert plain == ColdStart(14.0, None)
+    # Too few newcomers to tell: the defaults.
+    few = likes[~likes["user_id"].str.startswith(("ny", "no")) | likes["user_id"].isin(["ny1", "no1"])]
+    assert tune_cold_start(Snapshot.of(catalogue, few, profiles, NOW)) == (ColdStart(), {})
 
 
 @pytest.fixture(scope="module")

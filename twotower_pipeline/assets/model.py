@@ -278,6 +278,7 @@ def two_tower_model(
         "loss_curve": _markdown_image(curve, "loss curve"),
         "champion": dg.MetadataValue.text(comparison.note),
         "champion_comparison": dg.MetadataValue.md(_comparison_table(comparison)),
+        "cold_start": dg.MetadataValue.text(_cold_start_note(trained)),
     }
     if trained.feature_importance:
         metadata["feature_importance"] = _markdown_image(importance_png(trained.feature_importance),
@@ -325,6 +326,17 @@ def model_warnings(metrics: dict[str, float], baselines: dict[str, dict[str, flo
         return [f"served Recall@50 {metrics['recall_at_50']:.4f} is below ItemKNN's {knn:.4f}: the likes hold "
                 "item-to-item structure the model does not use (try more epochs or the id inputs alone)"]
     return []
+
+
+def _cold_start_note(trained: "TrainedTwoTower") -> str:
+    spec = trained.spec
+    segments = ("overall order for everyone (demographic segments did not help the newest users)"
+                if spec.segment_prior_likes is None else
+                f"demographic segments, each weighed against {spec.segment_prior_likes:g} likes of the whole app")
+    tried = trained.prepared.cold_start_scores if trained.prepared is not None else {}
+    shown = ", ".join(f"{name} {recall:.3f}" for name, recall in sorted(tried.items(), key=lambda item: -item[1])[:4])
+    return (f"users without likes: likes decayed with a {spec.popularity_half_life_days:g}-day half-life, {segments}"
+            + (f"; newest users' Recall@50 by choice: {shown}" if shown else "; too few new users to choose: defaults"))
 
 
 def _metric_name(group: str) -> str:

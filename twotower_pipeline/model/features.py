@@ -58,6 +58,16 @@ class FeatureConfig:
     min_text_df: int = 2
 
 
+@dataclass(frozen=True)
+class ColdStart:
+    """How popular videos are counted for users without likes: the half-life of a like's weight,
+    and how many likes of the whole app a demographic segment's own likes weigh against (None: no
+    segments, the overall order for everyone)."""
+
+    half_life_days: float = 14.0
+    segment_prior_likes: float | None = 200.0
+
+
 @dataclass
 class Vocabulary:
     """String -> index; 0 is padding, 1 is out-of-vocabulary, known tokens start at 2."""
@@ -124,6 +134,13 @@ class FeatureSpec:
     history_length: int = HISTORY_LENGTH
     age_ranges: Vocabulary = field(default_factory=lambda: Vocabulary([]))
     regions: Vocabulary = field(default_factory=lambda: Vocabulary([]))
+    # How users without likes are served, chosen at training time (serving_path.tune_cold_start).
+    popularity_half_life_days: float = 14.0
+    segment_prior_likes: float | None = 200.0
+
+    @property
+    def cold_start(self) -> ColdStart:
+        return ColdStart(self.popularity_half_life_days, self.segment_prior_likes)
 
     # -- text ------------------------------------------------------------------------
     def text_vectorizer(self) -> TfidfVectorizer:

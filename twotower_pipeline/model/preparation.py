@@ -39,6 +39,7 @@ from twotower_pipeline.model.serving_path import (
     item_inputs,
     popular_videos,
     served_ranking,
+    tune_cold_start,
 )
 
 
@@ -61,6 +62,7 @@ class PreparedTraining:
     spec: FeatureSpec
     snapshot: Snapshot
     popular: PopularVideos
+    cold_start_scores: dict[str, float]  # newcomers' Recall@50 of each cold-start choice (tune_cold_start)
     popularity_index: PopularityIndex
     items: dict[str, np.ndarray]  # item inputs as of the run (validation ranking, hard negatives)
     tables: HistoryTables
@@ -121,12 +123,16 @@ def prepare_training(catalogue: pd.DataFrame, likes: pd.DataFrame, config: Train
         age_values=age_days(catalogue["created_at"].iloc[positives], times),
     )
     snapshot = Snapshot.of(catalogue, split.train, profiles, as_of)
+    cold_start, cold_start_scores = tune_cold_start(snapshot)
+    spec.popularity_half_life_days = cold_start.half_life_days
+    spec.segment_prior_likes = cold_start.segment_prior_likes
     tables = HistoryTables.from_catalogue(spec, catalogue)
     test_by_user = split.test.groupby("user_id")
     holdout_user_ids = np.array(sorted(test_by_user.groups), dtype=object)
     prepared = PreparedTraining(
         catalogue=catalogue, split=split, as_of=as_of, spec=spec, snapshot=snapshot,
-        popular=popular_videos(snapshot), popularity_index=index,
+        popular=popular_videos(snapshot, cold_start), cold_start_scores=cold_start_scores,
+        popularity_index=index,
         items=item_inputs(spec, catalogue, split.train, as_of),
         tables=tables, sequences=sequences, train_examples=train_examples,
         validation_examples=validation_examples,

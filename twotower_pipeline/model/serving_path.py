@@ -28,6 +28,7 @@ from twotower_pipeline.model.evaluation import HoldoutUsers, ScoreChunk
 from twotower_pipeline.model.features import (
     POPULARITY_WINDOW_DAYS,
     SECONDS_PER_DAY,
+    ColdStart,
     Demographics,
     FeatureSpec,
     HistoryTables,
@@ -37,11 +38,18 @@ from twotower_pipeline.model.features import (
     popularity_shares,
 )
 
-POPULARITY_HALF_LIFE_DAYS = 30.0
 POPULARITY_HORIZON_DAYS = 183  # likes older than this do not count towards popularity
 SEGMENT_LIST_LENGTH = 200  # videos kept per demographic segment; the overall order follows them
-SEGMENT_PRIOR_LIKES = 20.0  # a segment's own likes weigh against this many likes of its prior
 UNKNOWN = ""  # segment key of a missing age range or region
+
+# How popular videos are counted for users without likes is chosen per training, on the newest
+# users of the training data (see tune_cold_start): the half-life of a like's weight, and how many
+# likes of the whole app a demographic segment's own likes weigh against (inf: no segments, the
+# overall order for everyone).
+HALF_LIFE_CHOICES_DAYS = (14.0, 7.0, 30.0)  # on a tie the earlier choice stays: the default first,
+SEGMENT_PRIOR_CHOICES = (None, 2_000.0, 200.0, 20.0)  # and segments only where they do better
+COLD_START_VALIDATION_DAYS = 28
+MIN_VALIDATION_NEWCOMERS = 20
 
 Embed = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -94,18 +102,18 @@ def item_inputs(spec: FeatureSpec, catalogue: pd.DataFrame, likes: pd.DataFrame,
     return item_features(spec, catalogue, popularity_shares(catalogue["id"], recent, as_of), as_of)
 
 
-def decayed_like_weights(likes: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    """Each like's weight in popularity: 1/2 per POPULARITY_HALF_LIFE_DAYS of age, 0 beyond the horizon."""
+def decayed_like_weights(likes: pd.DataFrame, as_of: pd.Timestamp, half_life_days: float) -> np.ndarray:
+    """Each like's weight in popularity: 1/2 per half-life of age, 0 beyond the horizon."""
     age = (as_of.value / 1e9 - epoch_seconds(likes["created_at"])) / SECONDS_PER_DAY
-    return np.where((age >= 0) & (age <= POPULARITY_HORIZON_DAYS), 0.5 ** (np.maximum(age, 0) /
-                                                                           POPULARITY_HALF_LIFE_DAYS), 0.0)
+    return np.where((age >= 0) & (age <= POPULARITY_HORIZON_DAYS),
+                    0.5 ** (np.maximum(age, 0) / half_life_days), 0.0)
 
 
-def video_popularity(video_ids: pd.Series, likes: pd.DataFrame, as_of: object) -> np.ndarray:
+def video_popularity(video_ids: pd.Series, likes: pd.DataFrame, as_of: object, half_life_days: float) -> np.ndarray:
     """Each video's popularity for the cold-start order (aligned with ``video_ids``): its likes,
-    decayed with a 30-day half-life. What publishing stores; what popular_videos ranks by. In float32,
-    as the database keeps it, so both order (and break ties by video id) alike."""
-    weights = decayed_like_weights(likes, pd.Timestamp(as_of))
+    decayed. What publishing stores; what popular_videos ranks by. In float32, as the database
+    keeps it, so both order (and break ties by video id) alike."""
+    weights = decayed_like_weights(likes, pd.Timestamp(as_of), half_life_days)
     totals = pd.Series(weights, index=likes["video_id"].to_numpy()).groupby(level=0).sum()
     return video_ids.map(totals).fillna(0.0).to_numpy(dtype=np.float32)
 
@@ -132,22 +140,23 @@ def _key(value: object) -> str:
     return value if isinstance(value, str) else UNKNOWN
 
 
-def popular_videos(snapshot: Snapshot) -> PopularVideos:
+def popular_videos(snapshot: Snapshot, cold_start: ColdStart = ColdStart()) -> PopularVideos:
     """Decayed like counts overall and per segment. A segment's counts are shrunk towards its
-    parents' (age range and region, each shrunk towards the overall) by SEGMENT_PRIOR_LIKES, so a
-    small segment gets nearly the overall list and a large one its own taste."""
+    parents' (age range and region, each shrunk towards the overall) by ``segment_prior_likes``,
+    so a small segment gets nearly the overall list and a large one its own taste."""
     n_items = len(snapshot.catalogue)
     likes = snapshot.likes
-    weights = decayed_like_weights(likes, snapshot.as_of)
+    weights = decayed_like_weights(likes, snapshot.as_of, cold_start.half_life_days)
     keep = weights > 0
     likes, weights = likes[keep], weights[keep]
     rows = likes["row"].to_numpy(dtype=np.int64)
-    scores = video_popularity(snapshot.catalogue["id"], likes, snapshot.as_of)
+    scores = video_popularity(snapshot.catalogue["id"], likes, snapshot.as_of, cold_start.half_life_days)
     if len(weights):
         weights = weights / weights.mean()  # in "likes": a segment's evidence weighs against the prior's
     profiles = snapshot.profiles.drop_duplicates("user_id")
     wanted = {(_key(a), _key(r)) for a, r in zip(profiles["age_range"], profiles["region"])} - {(UNKNOWN, UNKNOWN)}
-    if not wanted or not len(weights):
+    prior_likes = cold_start.segment_prior_likes
+    if not wanted or not len(weights) or prior_likes is None:
         return PopularVideos(scores)
     liked = np.flatnonzero(scores > 0)
     overall = scores[liked].astype(np.float64) / scores.sum(dtype=np.float64)
@@ -160,7 +169,7 @@ def popular_videos(snapshot: Snapshot) -> PopularVideos:
 
     def shrunk(mask: np.ndarray, prior: np.ndarray) -> np.ndarray:
         counts = np.bincount(liked_position[mask], weights=weights[mask], minlength=len(liked))
-        return (counts + SEGMENT_PRIOR_LIKES * prior) / (counts.sum() + SEGMENT_PRIOR_LIKES)
+        return (counts + prior_likes * prior) / (counts.sum() + prior_likes)
 
     by_age = {a: shrunk(ages == a, overall) for a, _ in wanted if a != UNKNOWN}
     by_region = {r: shrunk(regions == r, overall) for _, r in wanted if r != UNKNOWN}
@@ -174,6 +183,46 @@ def popular_videos(snapshot: Snapshot) -> PopularVideos:
         segments[(a, r)] = liked[top]
         segment_scores[(a, r)] = share[top]
     return PopularVideos(scores, segments, segment_scores)
+
+
+def cold_start_order(popular: PopularVideos, age_range: object, region: object) -> np.ndarray:
+    """Catalogue rows in the order a user without likes is served them (before their exclusions)."""
+    overall = popular.overall_order()
+    segment = popular.segment_of(age_range, region)
+    if segment is None:
+        return overall
+    listed = popular.segments[segment]
+    return np.concatenate([listed, overall[~np.isin(overall, listed)]])
+
+
+def tune_cold_start(snapshot: Snapshot, k: int = 50) -> tuple[ColdStart, dict[str, float]]:
+    """Choose how popular videos are counted for users without likes, by how well each choice would
+    have served the newest users of the snapshot: the lists as of COLD_START_VALIDATION_DAYS ago,
+    scored (Recall@k) on what the users who arrived since liked. Few newcomers: the defaults."""
+    start = snapshot.as_of - pd.Timedelta(days=COLD_START_VALIDATION_DAYS)
+    first_like = snapshot.likes.groupby("user_id")["created_at"].min()
+    newcomers = first_like.index[first_like >= start]
+    if len(newcomers) < MIN_VALIDATION_NEWCOMERS:
+        return ColdStart(), {}
+    past = Snapshot(snapshot.catalogue, snapshot.likes[snapshot.likes["created_at"] < start],
+                    snapshot.profiles, start)
+    liked = snapshot.likes[snapshot.likes["user_id"].isin(newcomers)].groupby("user_id")["row"]
+    profiles = snapshot.profiles.drop_duplicates("user_id").set_index("user_id")
+    scores: dict[str, float] = {}
+    best, best_recall = ColdStart(), -1.0
+    for half_life in HALF_LIFE_CHOICES_DAYS:
+        for prior in SEGMENT_PRIOR_CHOICES:
+            choice = ColdStart(half_life, prior)
+            popular = popular_videos(past, choice)
+            recalls = []
+            for user, rows in liked:
+                order = cold_start_order(popular, profiles["age_range"].get(user), profiles["region"].get(user))
+                recalls.append(np.isin(rows.to_numpy(), order[:k]).mean())
+            recall = float(np.mean(recalls))
+            scores[f"half_life_{half_life:g}_segments_{'none' if prior is None else format(prior, 'g')}"] = recall
+            if recall > best_recall + 1e-9:
+                best, best_recall = choice, recall
+    return best, scores
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -238,7 +287,7 @@ def served_ranking(snapshot: Snapshot, spec: FeatureSpec, embed_users: Embed, em
     cold = [u for u, user in enumerate(user_ids) if user not in vector_of]
     overall_rank_score = np.zeros(n_items, dtype=np.float32)
     if cold:  # the cold-start lists are only worked out when someone needs them
-        popular = popular or popular_videos(snapshot)
+        popular = popular or popular_videos(snapshot, spec.cold_start)
         profiles = snapshot.profiles.drop_duplicates("user_id").set_index("user_id")
         for u in cold:
             user = user_ids[u]

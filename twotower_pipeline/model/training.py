@@ -327,6 +327,7 @@ def train_two_tower(
         "train_likes": float(len(prepared.split.train)),
         "test_likes": float(len(prepared.split.test)),
         "holdout_users": float(len(prepared.holdout_user_ids)),
+        "cold_start_half_life_days": float(prepared.spec.popularity_half_life_days),
         "training_examples": float(len(prepared.train_examples)),
         "validation_examples": float(len(prepared.validation_examples)),
         "users": float(len(prepared.sequences.user_ids)),
