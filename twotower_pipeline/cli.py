@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,44 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-@click.group(help=__doc__)
+def _me() -> str:
+    """How to run this command again, as typed in the current folder (``twotower`` when it is on
+    the PATH, else e.g. ``.venv/bin/twotower``)."""
+    on_path = shutil.which("twotower")
+    here = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0].endswith("twotower") else None
+    if on_path and (here is None or os.path.samefile(on_path, here)):
+        return "twotower"
+    if here is None:
+        here = os.path.join(os.path.dirname(sys.executable), "twotower")
+    relative = os.path.relpath(here)
+    return relative if not relative.startswith("..") else here
+
+
+def _running_database_url(settings: Settings) -> str:
+    """The database for a read-only command: a stopped embedded server is not started unasked."""
+    from twotower_pipeline import db as database
+    from twotower_pipeline.db.embedded import EmbeddedPostgres
+
+    if settings.uses_embedded_database and not EmbeddedPostgres(settings.embedded_database_dir).is_running():
+        _fail(f"the embedded database in {settings.embedded_database_dir} is stopped; start it with "
+              f"`{_me()} db start`")
+    return database.database_url(settings)
+
+
+class _Commands(click.Group):
+    """Known failures of the embedded database end the command with their one-line reason."""
+
+    def invoke(self, ctx: click.Context):
+        from twotower_pipeline.db.embedded import EmbeddedDatabaseError
+
+        try:
+            return super().invoke(ctx)
+        except EmbeddedDatabaseError as error:
+            _fail(str(error))
+
+
+# Full help texts: Click would cut each description to the terminal's width with "...".
+@click.group(cls=_Commands, help=__doc__, context_settings={"max_content_width": 140, "terminal_width": 140})
 def main() -> None:
     pass
 
@@ -53,11 +91,25 @@ def db_migrate() -> None:
         click.echo("schema is up to date")
 
 
-@db.command("url", help="Print the database URL (starts the embedded server if needed).")
+@db.command("url", help="Print the database URL (starts the embedded server if needed, and leaves it running).")
 def db_url() -> None:
     from twotower_pipeline import db as database
 
     click.echo(database.database_url(_settings()))
+
+
+@db.command("start", help="Start the embedded database server (it keeps running until `db stop`).")
+def db_start() -> None:
+    from twotower_pipeline.db.embedded import EmbeddedPostgres
+
+    settings = _settings()
+    if not settings.uses_embedded_database:
+        _fail("TWOTOWER_DATABASE_URL is set: that database is not managed here")
+    server = EmbeddedPostgres(settings.embedded_database_dir)
+    was_running = server.is_running()
+    server.ensure_running()
+    click.echo(f"embedded database {'already ' if was_running else ''}running on 127.0.0.1:{server.port}; "
+               f"stop it with `{_me()} db stop`")
 
 
 @db.command("stop", help="Stop the embedded database server.")
@@ -115,7 +167,7 @@ def status() -> None:
 
     settings = _settings()
     ensure_dagster_home(settings)
-    with database.connect(database.database_url(settings)) as conn:
+    with database.connect(_running_database_url(settings)) as conn:
         report = pipeline_status(conn, dg.DagsterInstance.get())
     for line in report.lines():
         click.echo(line)
@@ -253,12 +305,21 @@ def _print_summary(settings: Settings, users: int) -> None:
             ).fetchall()
             for rank, (score, genre, maker, title) in enumerate(rows, 1):
                 click.echo(f"  {rank:>2}. {score:6.3f}  {genre:<14} {maker:<14} {title[:50]}")
+    me = _me()
     click.echo(
-        "\nOpen the Dagster UI on this state:  twotower ui            (http://127.0.0.1:3000)\n"
-        "Open the MLflow UI on this state:   twotower mlflow-ui     (http://127.0.0.1:5000)\n"
-        f"Connect with psql:                  psql \"$(twotower db url)\"\n"
+        f"\nBoth UIs on this state (in the foreground; Ctrl-C stops them):  {me} ui\n"
+        f"  Dagster http://127.0.0.1:3000 and MLflow http://127.0.0.1:5000\n"
+        f"Model versions and rollback targets:  {me} versions\n"
+        f"Connect with psql:                    psql \"$({me} db url)\"\n"
         f"State folder: {settings.home}"
     )
+    if settings.uses_embedded_database:
+        from twotower_pipeline.db.embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres(settings.embedded_database_dir)
+        if server.is_running():
+            click.echo(f"The embedded database is still running (127.0.0.1:{server.port}): stop it with "
+                       f"`{me} db stop`")
 
 
 def _version_lines(summaries) -> list[str]:
@@ -275,14 +336,15 @@ def _version_lines(summaries) -> list[str]:
     return lines
 
 
-@main.command(help="List the model versions: status, age, served Recall@50 and NDCG@10 on their holdout, "
+@main.command(short_help="The model versions: status, age, metrics, and whether each can be rolled back to.",
+              help="List the model versions: status, age, served Recall@50 and NDCG@10 on their holdout, "
                    "and whether their vectors are kept (what `twotower rollback --to` can re-activate).")
 def versions() -> None:
     from twotower_pipeline import db as database
     from twotower_pipeline import vector_store
 
     settings = _settings()
-    with database.connect(database.database_url(settings)) as conn:
+    with database.connect(_running_database_url(settings)) as conn:
         summaries = vector_store.version_summaries(conn)
     if not summaries:
         click.echo("no model version yet: run `twotower retrain` (or `twotower demo`)")
@@ -292,9 +354,10 @@ def versions() -> None:
 
 
 # -- UIs -----------------------------------------------------------------------------------
-def _serve(commands: list[list[str]]) -> None:
+def _serve(commands: list[list[str]], ready: dict[str, str] | None = None) -> None:
     """Run the servers until Ctrl-C or SIGTERM, then stop them all."""
-    processes = [subprocess.Popen(command, start_new_session=True) for command in commands]
+    environment = {**os.environ, **_LIGHT_MLFLOW}
+    processes = [subprocess.Popen(command, start_new_session=True, env=environment) for command in commands]
 
     def stop(*_):
         for process in processes:
@@ -309,38 +372,80 @@ def _serve(commands: list[list[str]]) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if ready:
+        _announce_when_ready(ready)
+        click.echo("Ctrl-C stops " + ("both" if len(ready) > 1 else "it"))
     while all(process.poll() is None for process in processes):
         time.sleep(0.5)
     stop()
 
 
-@main.command(help="Start the Dagster webserver and daemon on 127.0.0.1 for this state.")
-@click.option("--port", default=3000, show_default=True)
-def ui(port: int) -> None:
-    from twotower_pipeline import db as database
+def _dagster_commands(settings: Settings, port: int) -> list[list[str]]:
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    bin_dir = os.path.dirname(sys.executable)
+    return [[os.path.join(bin_dir, "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+            [os.path.join(bin_dir, "dagster-daemon"), "run", "-w", workspace]]
+
+
+def _mlflow_command(settings: Settings, port: int) -> list[str]:
+    return [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
+            "--backend-store-uri", settings.mlflow_tracking_uri,
+            "--default-artifact-root", settings.mlflow_artifacts_dir.as_uri(),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+# MLflow's server starts background job workers (Huey consumers) for its GenAI features by
+# default: ~1.7 GB on a laptop, for nothing this project uses.
+_LIGHT_MLFLOW = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def _announce_when_ready(urls: dict[str, str], timeout: float = 180.0) -> None:
+    """Print each UI's address once it answers (they take a while to start on two cores)."""
+    import urllib.request
+
+    pending, deadline = dict(urls), time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for name, url in list(pending.items()):
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    click.secho(f"{name} is ready: {url}", fg="green")
+                    del pending[name]
+            except OSError:
+                pass
+        time.sleep(1)
+    for name, url in pending.items():
+        click.secho(f"{name} did not answer within {timeout:.0f} s at {url}; see its output above", fg="yellow")
+
+
+@main.command(short_help="Both UIs, Dagster and MLflow, in the foreground (Ctrl-C stops them).",
+              help="Start both UIs for this state in the foreground: the Dagster webserver and daemon "
+                   "(schedules and sensors run) and the MLflow UI, on 127.0.0.1. Ctrl-C stops them.")
+@click.option("--port", default=3000, show_default=True, help="Dagster UI port")
+@click.option("--mlflow-port", default=5000, show_default=True, help="MLflow UI port")
+def ui(port: int, mlflow_port: int) -> None:
     from twotower_pipeline.retrain import ensure_dagster_home
 
     settings = _settings()
     ensure_dagster_home(settings)
-    database.database_url(settings)  # the code location reads the database; have it running
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    bin_dir = os.path.dirname(sys.executable)
-    click.echo(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={settings.dagster_home})")
-    _serve([
-        [os.path.join(bin_dir, "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-        [os.path.join(bin_dir, "dagster-daemon"), "run", "-w", workspace],
-    ])
+    _running_or_started(settings)  # the code location reads the database; have it running
+    click.echo(f"starting Dagster (DAGSTER_HOME={settings.dagster_home}) and MLflow "
+               f"({settings.mlflow_tracking_uri}) ...")
+    _serve([*_dagster_commands(settings, port), _mlflow_command(settings, mlflow_port)],
+           ready={"Dagster UI": f"http://127.0.0.1:{port}/server_info",
+                  "MLflow UI": f"http://127.0.0.1:{mlflow_port}/health"})
 
 
-@main.command("mlflow-ui", help="Start the MLflow UI on 127.0.0.1 for this state's tracking store.")
+@main.command("mlflow-ui", help="Start only the MLflow UI on 127.0.0.1 for this state's tracking store.")
 @click.option("--port", default=5000, show_default=True)
 def mlflow_ui(port: int) -> None:
     settings = _settings()
-    bin_dir = os.path.dirname(sys.executable)
-    click.echo(f"MLflow UI: http://127.0.0.1:{port}  (tracking store {settings.mlflow_tracking_uri})")
-    _serve([[os.path.join(bin_dir, "mlflow"), "server", "--backend-store-uri", settings.mlflow_tracking_uri,
-             "--default-artifact-root", settings.mlflow_artifacts_dir.as_uri(),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]])
+    _serve([_mlflow_command(settings, port)], ready={"MLflow UI": f"http://127.0.0.1:{port}/health"})
+
+
+def _running_or_started(settings: Settings) -> str:
+    from twotower_pipeline import db as database
+
+    return database.database_url(settings)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,10 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
         assert "Active model version: tt-" in out
         assert out.count("Top 10 for user") == 3
         assert "recall_at_50" in out and "Time per asset" in out and "active_model_version" in out
-        assert "twotower ui" in out and "twotower mlflow-ui" in out
+        # The hints run as printed: this command as it is reachable from here, not a bare `twotower`.
+        me = os.path.relpath(TWOTOWER)
+        assert f"{me} ui" in out and f"psql \"$({me} db url)\"" in out
+        assert "The embedded database is still running" in out and f"{me} db stop" in out
         again = _run(["demo", "--videos", "800", "--users", "80", "--likes", "4000"], env)
         assert again.returncode == 0
         assert "using the 800 videos already in the database" in again.stdout
@@ -103,22 +106,44 @@ def _wait_for(url: str, process: subprocess.Popen, seconds: float) -> int:
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
-@pytest.mark.parametrize(
-    ("command", "path"),
-    [(["ui", "--port", "{port}"], "/server_info"), (["mlflow-ui", "--port", "{port}"], "/health")],
-)
-def test_ui_commands_serve_on_loopback_and_stop_on_sigterm(tmp_path, database_url, command, path):
+def _free_port() -> int:
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = [part.format(port=port) for part in command]
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "paths"),
+    [(["ui", "--port", "{port}", "--mlflow-port", "{port2}"], ["{port}/server_info", "{port2}/health"]),
+     (["mlflow-ui", "--port", "{port}"], ["{port}/health"])],
+)
+def test_ui_commands_serve_on_loopback_and_stop_on_sigterm(tmp_path, database_url, command, paths):
+    ports = {"port": _free_port(), "port2": _free_port()}
+    args = [part.format(**ports) for part in command]
     process = subprocess.Popen([TWOTOWER, *args], env=_env(tmp_path / f"state-{uuid.uuid4().hex[:6]}", database_url),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert _wait_for(f"http://127.0.0.1:{port}{path}", process, 120) == 200
+        for path in paths:
+            assert _wait_for(f"http://127.0.0.1:{path.format(**ports)}", process, 150) == 200
+        time.sleep(3)  # the command polls every second before it says a UI is ready
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]
     assert process.returncode == 0, output[-2000:]
+    assert output.count("is ready: http://127.0.0.1:") == len(paths), output[-2000:]
+
+
+def test_read_only_commands_leave_a_stopped_database_stopped(tmp_path):
+    env = _env(tmp_path / "state")
+    assert _run(["db", "start"], env).returncode == 0
+    assert _run(["db", "stop"], env).returncode == 0
+    for args in (["status"], ["versions"]):
+        result = _run(args, env)
+        assert result.returncode == 1
+        assert "is stopped; start it with" in result.stderr and "db start" in result.stderr
+    url_file = tmp_path / "state" / "postgres"
+    from twotower_pipeline.db.embedded import EmbeddedPostgres
+
+    assert not EmbeddedPostgres(url_file).is_running()
