@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 
+from twotower_pipeline.db import CONNECT_OPTIONS
+
 _FILE_PATTERN = re.compile(r"^(?P<version>\d+)_(?P<name>.+)\.sql$")
 # The same statements the Supabase CLI runs before it reads or writes its history.
 _CREATE_HISTORY = (
@@ -69,15 +71,14 @@ def apply_migrations(database_url: str, directory: Path) -> list[Migration]:
     """Apply every pending migration in version order; return the ones applied now."""
     migrations = discover_migrations(directory)
     applied_now: list[Migration] = []
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("set lock_timeout = '60s'")
+    with psycopg.connect(database_url, autocommit=True, **CONNECT_OPTIONS) as conn:
         with conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            _lock(conn)
             for statement in _CREATE_HISTORY:
                 conn.execute(statement)
         for migration in migrations:
             with conn.transaction():
-                conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                _lock(conn)
                 if migration.version in applied_versions(conn):
                     continue
                 sql = migration.sql
@@ -95,6 +96,14 @@ def apply_migrations(database_url: str, directory: Path) -> list[Migration]:
                 )
             applied_now.append(migration)
     return applied_now
+
+
+def _lock(conn: psycopg.Connection) -> None:
+    """Within the transaction only (a transaction pooler runs the next one on another server
+    connection, and a session setting would stay behind on this one for its next client): wait at
+    most 60 s for a lock, and take the migrators' lock."""
+    conn.execute("select set_config('lock_timeout', '60s', true)")
+    conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
 
 
 def _hint(message: str) -> str:
