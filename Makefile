@@ -14,8 +14,7 @@ TOOLS_STAMP := $(TOOLS)/node_modules/.installed
 DENO := $(CURDIR)/$(TOOLS)/node_modules/.bin/deno
 export DENO_DIR ?= $(CURDIR)/$(TOOLS)/deno
 # Debian packages the tests use: Chromium and ChromeDriver (browser tests of the Dagster and MLflow
-# UIs) and PgBouncer (the pipeline through a transaction-mode pooler).
-TEST_PACKAGES := chromium chromium-driver pgbouncer
+# UIs), PgBouncer (the pipeline through a transaction-mode pooler) and psql (the README's commands).
 SYSTEM_STAMP := $(VENV)/.system-packages
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -59,6 +58,7 @@ $(SYSTEM_STAMP): $(STAMP)
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	{ command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || missing="$$missing pgbouncer"; \
+	command -v psql >/dev/null 2>&1 || missing="$$missing postgresql-client"; \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null 2>&1 || { echo "Missing:$$missing (the browser and pooler tests need them; install them with your system's package manager)." >&2; exit 1; }; \
 	  [ -z "$(SUDO)" ] || command -v sudo >/dev/null 2>&1 || { echo "Missing:$$missing, and installing them needs root or sudo: run 'apt-get install$$missing' as root." >&2; exit 1; }; \

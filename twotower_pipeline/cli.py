@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import click
 
-from twotower_pipeline.settings import PROJECT_ROOT, Settings
+from twotower_pipeline.settings import Settings
 
 
 def _settings() -> Settings:
@@ -354,10 +354,14 @@ def versions() -> None:
 
 
 # -- UIs -----------------------------------------------------------------------------------
-def _serve(commands: list[list[str]], ready: dict[str, str] | None = None) -> None:
-    """Run the servers until Ctrl-C or SIGTERM, then stop them all."""
+def _serve(commands: list[list[str]], ready: dict[str, str] | None = None, first: int = 0) -> None:
+    """Run the servers until Ctrl-C or SIGTERM, then stop them all. The ``first`` commands (a code
+    server) start, and answer, before the others."""
     environment = {**os.environ, **_LIGHT_MLFLOW}
-    processes = [subprocess.Popen(command, start_new_session=True, env=environment) for command in commands]
+    processes = [subprocess.Popen(command, start_new_session=True, env=environment) for command in commands[:first]]
+    for command in commands[:first]:
+        _code_server_ready(command)
+    processes += [subprocess.Popen(command, start_new_session=True, env=environment) for command in commands[first:]]
 
     def stop(*_):
         for process in processes:
@@ -380,11 +384,40 @@ def _serve(commands: list[list[str]], ready: dict[str, str] | None = None) -> No
     stop()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _dagster_commands(settings: Settings, port: int) -> list[list[str]]:
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    """One code server shared by the webserver and the daemon. Left to themselves, each starts its own,
+    and the daemon replaces its own every 60 s (it reloads the workspace), ~400 MB at each start."""
     bin_dir = os.path.dirname(sys.executable)
-    return [[os.path.join(bin_dir, "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-            [os.path.join(bin_dir, "dagster-daemon"), "run", "-w", workspace]]
+    code_port = _free_port()
+    workspace = settings.dagster_home / "ui-workspace.yaml"
+    workspace.write_text(
+        "# Written by `twotower ui`: the webserver and the daemon share one code server.\n"
+        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+        f"      port: {code_port}\n      location_name: twotower_pipeline\n")
+    return [[os.path.join(bin_dir, "dagster"), "code-server", "start", "-m", "twotower_pipeline.definitions",
+             "-h", "127.0.0.1", "-p", str(code_port), "--log-level", "warning"],
+            [os.path.join(bin_dir, "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+            [os.path.join(bin_dir, "dagster-daemon"), "run", "-w", str(workspace)]]
+
+
+def _code_server_ready(command: list[str], timeout: float = 120.0) -> None:
+    """Wait until the code server answers, so the webserver and the daemon find it at once."""
+    port = command[command.index("-p") + 1]
+    check = [os.path.join(os.path.dirname(sys.executable), "dagster"), "api", "grpc-health-check", "-p", port]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(check, capture_output=True).returncode == 0:
+            return
+        time.sleep(1)
+    click.secho(f"the Dagster code server did not answer within {timeout:.0f} s", fg="yellow")
 
 
 def _mlflow_command(settings: Settings, port: int) -> list[str]:
@@ -432,7 +465,7 @@ def ui(port: int, mlflow_port: int) -> None:
                f"({settings.mlflow_tracking_uri}) ...")
     _serve([*_dagster_commands(settings, port), _mlflow_command(settings, mlflow_port)],
            ready={"Dagster UI": f"http://127.0.0.1:{port}/server_info",
-                  "MLflow UI": f"http://127.0.0.1:{mlflow_port}/health"})
+                  "MLflow UI": f"http://127.0.0.1:{mlflow_port}/health"}, first=1)
 
 
 @main.command("mlflow-ui", help="Start only the MLflow UI on 127.0.0.1 for this state's tracking store.")

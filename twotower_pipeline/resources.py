@@ -46,6 +46,9 @@ class AppDatabase(dg.ConfigurableResource):
             yield conn
 
 
+_EXPERIMENT_KIND, _MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 class MlflowTracking(dg.ConfigurableResource):
     """A thin handle on the MLflow tracking server / store and the model registry."""
 
@@ -68,9 +71,12 @@ class MlflowTracking(dg.ConfigurableResource):
 
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment = mlflow.get_experiment_by_name(self.experiment_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        experiment_id = experiment.experiment_id if experiment is not None else mlflow.create_experiment(
+            self.experiment_name, artifact_location=self.artifact_location)
+        if experiment is None or experiment.tags.get(_EXPERIMENT_KIND) != _MODEL_TRAINING:
+            # MLflow 3's UI opens an untagged experiment in its GenAI view (an empty traces page).
+            mlflow.MlflowClient(self.tracking_uri).set_experiment_tag(experiment_id, _EXPERIMENT_KIND, _MODEL_TRAINING)
+        return experiment_id
 
     def tower_model_names(self) -> dict[str, str]:
         return {"user_tower": self.user_tower_model_name, "item_tower": self.item_tower_model_name}

@@ -128,11 +128,42 @@ def test_ui_commands_serve_on_loopback_and_stop_on_sigterm(tmp_path, database_ur
         for path in paths:
             assert _wait_for(f"http://127.0.0.1:{path.format(**ports)}", process, 150) == 200
         time.sleep(3)  # the command polls every second before it says a UI is ready
+        if command[0] == "ui":
+            # One code server for the webserver and the daemon: none of their own, which the daemon
+            # would replace every 60 s.
+            tree = _descendants(process.pid)
+            proxies = [pid for pid, _, cmd in tree if "code-server start" in cmd]
+            assert len(proxies) == 1, tree
+            # Every process serving the code is the shared server's own child (it reloads code that way).
+            assert all(parent == proxies[0] for _, parent, cmd in tree if " api grpc " in cmd), tree
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]
     assert process.returncode == 0, output[-2000:]
     assert output.count("is ready: http://127.0.0.1:") == len(paths), output[-2000:]
+
+
+def _descendants(pid: int) -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of a process's descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    parent_of = {child: parent for parent, kids in children.items() for child in kids}
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        todo += children.get(child, [])
+        try:
+            command = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        found.append((child, parent_of[child], command))
+    return found
 
 
 def test_read_only_commands_leave_a_stopped_database_stopped(tmp_path):

@@ -117,8 +117,11 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         if not self._port_file.exists() or not (self.data_dir / "postmaster.pid").exists():
             return False
-        result = self._pg("pg_ctl", "status", "-D", str(self._data_path()), check=False)
-        return result.returncode == 0
+        if self._pg("pg_ctl", "status", "-D", str(self._data_path()), check=False).returncode == 0:
+            return True
+        # pg_ctl status has been seen to answer "not running" for a running server on a loaded
+        # machine; a server that accepts connections on its port is running, whatever it says.
+        return not _port_is_free(self.port)
 
     def stop(self) -> bool:
         """Stop the server; return whether it was running."""
@@ -411,11 +414,13 @@ class EmbeddedPostgres:
         port_conf = self.data_dir / "twotower_port.conf"
         port_conf.write_text(f"port = {port}\n")
         self._chown(port_conf)
-        self._port_file.write_text(str(port))
         if not self.log_file.exists():
             self.log_file.touch()
         self._chown(self.log_file)
         self._pg("pg_ctl", "start", "-D", str(self._data_path()), "-l", str(self.log_file), "-w", "-t", "60")
+        # Only a server that started gets its port recorded: a failed start (e.g. one already running)
+        # must not point every client at a port nothing listens on.
+        self._port_file.write_text(str(port))
         self._wait_accepting(port)
 
     def _choose_port(self) -> int:
