@@ -82,6 +82,20 @@ def _batched(session, inputs: dict[str, np.ndarray], n: int) -> np.ndarray:
 
 
 @dataclass
+class ShardReport:
+    """One catalogue shard's part of an item-vector write (item vectors only)."""
+
+    written: int = 0
+    # The shard's share of the write's time: the shards of one write are read, embedded and copied
+    # together, so each phase's time is split between them by their rows (exact for one shard).
+    seconds: float = 0.0
+    skipped: dict[str, int] = field(default_factory=dict)
+    norm_min: float = 0.0
+    norm_mean: float = 0.0
+    norm_max: float = 0.0
+
+
+@dataclass
 class EmbeddingReport:
     written: int
     seconds: float
@@ -91,6 +105,7 @@ class EmbeddingReport:
     norm_mean: float = 0.0
     norm_max: float = 0.0
     per_shard: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, ShardReport] = field(default_factory=dict)  # each shard's numbers (item vectors)
     segments: int = 0  # cold-start lists written (user vectors)
     served_by: dict[str, int] = field(default_factory=dict)  # users served each way (user vectors)
 
@@ -100,6 +115,41 @@ def _norms(vectors: np.ndarray) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
     norms = np.linalg.norm(vectors, axis=1)
     return float(norms.min()), float(norms.mean()), float(norms.max())
+
+
+def _split(seconds: float, weights: dict[str, int]) -> dict[str, float]:
+    """``seconds`` split between shards in proportion to their rows (evenly when none has rows)."""
+    total = sum(weights.values())
+    return {shard: seconds * (rows / total if total else 1 / len(weights)) for shard, rows in weights.items()}
+
+
+def _shard_reports(shards: Sequence[str], read_ids: np.ndarray, ids: np.ndarray, vectors: np.ndarray,
+                   phases: dict[str, float], skipped_ids: np.ndarray | None) -> dict[str, ShardReport]:
+    """Each shard's rows written, seconds, skipped videos and norms, from one write of ``shards``:
+    ``read_ids`` the catalogue videos read, ``ids``/``vectors`` those written, ``skipped_ids`` those
+    left alone as already embedded (None when nothing is skipped)."""
+    def shard_of(video_ids: np.ndarray) -> np.ndarray:
+        return np.asarray(video_ids, dtype=str).astype("U1")  # a video's shard: its id's first hex digit
+
+    read_shard, written_shard = shard_of(read_ids), shard_of(ids)
+    read = {shard: int((read_shard == shard).sum()) for shard in shards}
+    written = {shard: int((written_shard == shard).sum()) for shard in shards}
+    seconds = dict.fromkeys(shards, 0.0)
+    for phase, took in phases.items():
+        # Reading is per video read; features, inference, writing and the index repair per video written.
+        for shard, share in _split(took, read if phase == "read" else written).items():
+            seconds[shard] += share
+    already = (None if skipped_ids is None
+               else {shard: int((shard_of(skipped_ids) == shard).sum()) for shard in shards})
+    reports = {}
+    for shard in shards:
+        low, mean, high = _norms(vectors[written_shard == shard])
+        reports[shard] = ShardReport(
+            written=written[shard], seconds=seconds[shard],
+            skipped={} if already is None else {"already embedded": already[shard]},
+            norm_min=low, norm_mean=mean, norm_max=high,
+        )
+    return reports
 
 
 def _clean_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: datetime,
@@ -134,11 +184,14 @@ def publish_item_vectors(
     finally:
         engine.dispose()
     skipped: dict[str, int] = {}
+    read_ids = catalogue["id"].to_numpy()
+    skipped_ids = None
     if only_missing:
         with db.connect(url) as conn:
             done = vector_store.embedded_video_ids(conn, model.version, shards)
         new = ~catalogue["id"].isin(done)
         skipped["already embedded"] = int((~new).sum())
+        skipped_ids = read_ids[~new.to_numpy()]
         catalogue = catalogue[new].reset_index(drop=True)
     phases["read"] = time.perf_counter() - started
     inputs = item_inputs(model.spec, catalogue, likes, as_of)
@@ -159,13 +212,17 @@ def publish_item_vectors(
                 phases["index repair"] = time.perf_counter() - started - sum(phases.values())
     low, mean, high = _norms(vectors)
     per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
+    seconds = time.perf_counter() - started
+    timed = {**phases, "rest": max(seconds - sum(phases.values()), 0.0)}  # the norms, after the phases
+    shard_reports = _shard_reports(shards, read_ids, ids, vectors, timed, skipped_ids)
     return EmbeddingReport(
         written=written,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         skipped=skipped,
         phase_seconds={k: round(v, 3) for k, v in phases.items()},
         norm_min=low, norm_mean=mean, norm_max=high,
         per_shard={shard: int(per_shard.get(shard, 0)) for shard in shards},
+        shards=shard_reports,
     )
 
 

@@ -1,6 +1,7 @@
 """Invariant 1 under load: readers never see a half-switched model, while a retrain, a backfill,
 an activation or a killed backfill happen; and new videos are embedded between retrains."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -8,17 +9,20 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
 
-from twotower_pipeline import db
+from twotower_pipeline import db, vector_store
 from twotower_pipeline.definitions import build_definitions
-from twotower_pipeline.jobs import all_shards_tags
+from twotower_pipeline.jobs import all_shards_tags, shard_range_tags
+from twotower_pipeline.publishing import load_version, publish_item_vectors
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.sensors import new_videos_sensor
+from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, PipelineState, new_database, published_pipeline
 
 SIZE = PUBLISHABLE
@@ -77,6 +81,119 @@ def _backfill(state: PipelineState, config: dict, tags: dict[str, str]) -> dg.Ex
     job = build_definitions(state.settings).resolve_job_def("refresh_item_embeddings")
     return job.execute_in_process(instance=dg.DagsterInstance.get(), tags=tags,
                                   run_config={"ops": {"item_embeddings": {"config": config}}})
+
+
+ITEM_EMBEDDINGS = dg.AssetKey("item_embeddings")
+
+
+def _videos_by_shard(url: str) -> dict[str, int]:
+    with db.connect(url) as conn:
+        return dict(conn.execute("select left(id::text, 1), count(*) from public.videos group by 1").fetchall())
+
+
+def _by_partition(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    """The run's item_embeddings materialisations by partition (each partition exactly once), as plain values."""
+    events = [record.event_log_entry.asset_materialization for record in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000).records]
+    events = [event for event in events if event.asset_key == ITEM_EMBEDDINGS]
+    partitions = [event.partition for event in events]
+    assert len(partitions) == len(set(partitions)), partitions
+    return {event.partition: {key: value.value for key, value in event.metadata.items()} for event in events}
+
+
+def test_the_weekly_runs_one_step_gives_each_partition_its_own_numbers(served):
+    """The weekly job writes all 16 shards in one step; each partition's materialisation has its own
+    shard's rows, seconds, skips and norms, and the run's totals only under run_* names."""
+    instance = dg.DagsterInstance.get()
+    run_id = served.first.run_id
+    counts = _videos_by_shard(served.url)  # nothing has changed the catalogue since the weekly run
+    by_partition = _by_partition(instance, run_id)
+    assert sorted(by_partition) == list(vector_store.SHARDS)
+    (version,) = by_partition["3"]["versions"]
+    for shard, metadata in by_partition.items():
+        assert metadata["rows_written"] == counts.get(shard, 0), (shard, metadata)
+        assert metadata["by_version"][version]["rows_written"] == counts.get(shard, 0)
+        assert metadata["videos_skipped"] == {version: {}}
+        assert metadata["seconds"] > 0
+        assert all(abs(metadata[name] - 1) < 1e-3 for name in ("norm_min", "norm_mean", "norm_max")), metadata
+        assert metadata["norm_min"] <= metadata["norm_mean"] <= metadata["norm_max"]
+        assert metadata["run_partitions"] == "0...f (16 shards in one run)"
+        assert metadata["run_rows_written"] == SIZE.videos
+    assert sum(m["rows_written"] for m in by_partition.values()) == SIZE.videos
+    assert sum(m["seconds"] for m in by_partition.values()) == pytest.approx(by_partition["0"]["run_seconds"])
+    # The activation, which depends on item_embeddings, ran after that step in the same run.
+    activations = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    assert dg.AssetKey("active_model_version") in {r.event_log_entry.asset_materialization.asset_key
+                                                     for r in activations}
+    assert _active(served.url) == version
+
+
+CODE_LOCATION = "from twotower_pipeline.definitions import build_definitions\n\ndefs = build_definitions()\n"
+TEST_INSTANCE = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+run_launcher:
+  module: dagster._core.launcher.sync_in_memory_run_launcher
+  class: SyncInMemoryRunLauncher
+"""
+
+
+def test_a_single_run_backfill_launched_by_the_daemon_gives_each_partition_its_own_numbers(served, tmp_path):
+    """A backfill of four partitions, as the UI launches it and the daemon runs it (one run for the
+    range: the single-run policy): each partition is materialised once, with its own shard's numbers,
+    and the daemon counts the four partitions as materialised."""
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+        BACKFILL_ID_TAG,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    shards = ["3", "4", "5", "6"]
+    # A test instance whose runs are launched synchronously, and the code location as the daemon loads it
+    # (built in a fresh module, with this state's environment).
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text(TEST_INSTANCE)
+    (tmp_path / "code_location.py").write_text(CODE_LOCATION)
+    instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster"))
+    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
+        executable_path=sys.executable, python_file=str(tmp_path / "code_location.py"), attribute="defs",
+        working_directory=str(PROJECT_ROOT)))
+    backfill_id = f"test{uuid.uuid4().hex[:8]}"
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace:
+        instance.add_backfill(PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id, asset_graph=workspace.create_request_context().asset_graph,
+            partition_names=shards, asset_selection=[ITEM_EMBEDDINGS], backfill_timestamp=time.time(), tags={},
+            dynamic_partitions_store=instance, all_partitions=False, title=None, description=None, run_config=None))
+        for _ in range(5):
+            list(execute_backfill_iteration(workspace, logging.getLogger("backfill")))
+            if instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
+                break
+    backfill = instance.get_backfill(backfill_id)
+    assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+    materialized = backfill.asset_backfill_data.materialized_subset.get_partitions_subset(ITEM_EMBEDDINGS)
+    assert set(materialized.get_partition_keys()) == set(shards)
+    (run,) = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}))
+    assert (run.tags[ASSET_PARTITION_RANGE_START_TAG], run.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("3", "6")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+
+    counts = _videos_by_shard(served.url)
+    by_partition = _by_partition(instance, run.run_id)
+    assert sorted(by_partition) == shards
+    for shard, metadata in by_partition.items():
+        assert metadata["rows_written"] == counts[shard], (shard, metadata)
+        assert metadata["run_rows_written"] == sum(counts[s] for s in shards)
+        assert metadata["run_partitions"] == "3...6 (4 shards in one run)"
+        assert metadata["rows_written"] < metadata["run_rows_written"]
+        assert abs(metadata["norm_mean"] - 1) < 1e-3
 
 
 def test_a_reader_sees_one_whole_version_through_a_retrain_an_activation_and_a_full_backfill(served):
@@ -202,8 +319,57 @@ def test_new_videos_get_vectors_from_the_sensor_without_a_full_re_embed(served):
                                 "and video_id = any(%s::uuid[])", (version, new_ids)).fetchone()[0]
     assert embedded == 3 and total_after == total_before + 3
     materialization = instance.get_latest_materialization_event(dg.AssetKey("item_embeddings")).asset_materialization
-    skipped = materialization.metadata["videos_skipped"].value
-    assert skipped[version]["already embedded"] > 0  # the rest of the shard was left alone
+    assert materialization.partition == "a"
+    with db.connect(served.url) as conn:
+        shard_videos = conn.execute("select count(*) from public.videos where left(id::text, 1) = 'a'").fetchone()[0]
+    # The partition's own numbers: its three new videos written, the rest of its shard left alone.
+    assert materialization.metadata["rows_written"].value == 3
+    assert materialization.metadata["videos_skipped"].value == {version: {"already embedded": shard_videos - 3}}
     assert isinstance(new_videos_sensor(dg.build_sensor_context(instance=instance,
                                                                 resources={"app_db": resources["app_db"]})),
                       dg.SkipReason)
+
+
+def test_with_a_candidate_in_flight_each_partition_reports_each_versions_numbers(served):
+    """Mode 'missing' with versions 'live' writes the new videos of a range for the active version and a
+    candidate whose vectors are being written: each partition has its own rows for each version."""
+    url = served.url
+    active = _active(url)
+    candidate = f"tt-inflight-{uuid.uuid4().hex[:6]}"
+    with db.connect(url) as conn:
+        record = vector_store.version_record(conn, active)
+        vector_store.register_version(
+            conn, candidate, [vector_store.TowerRecord("user_tower", record.user_tower_path),
+                              vector_store.TowerRecord("item_tower", record.item_tower_path)],
+            feature_spec_path=record.feature_spec_path, mlflow_run_id=None, metrics={})
+        vector_store.create_version_partitions(conn, candidate)
+    try:
+        with db.connect(url) as conn:
+            in_flight = vector_store.version_record(conn, candidate)
+        publish_item_vectors(url, load_version(in_flight), list(vector_store.SHARDS), datetime.now(UTC))
+        new = {"b": 2, "c": 1}
+        with db.connect(url) as conn:
+            assert vector_store.live_versions(conn) == [active, candidate]
+            for shard, n in new.items():
+                for _ in range(n):
+                    video_id = shard + uuid.uuid4().hex[1:8] + "-0000-4000-8000-" + uuid.uuid4().hex[:12]
+                    conn.execute("insert into public.videos (id, title, genre, maker, price, duration_seconds) "
+                                 "values (%s, 'in flight', 'Drama', 'Maker', 900, 1800)", (video_id,))
+        result = _backfill(served, {"mode": "missing", "versions": "live"}, shard_range_tags("b", "c"))
+        assert result.success
+        counts = _videos_by_shard(url)
+        by_partition = _by_partition(dg.DagsterInstance.get(), result.run_id)
+        assert sorted(by_partition) == ["b", "c"]
+        for shard, metadata in by_partition.items():
+            assert metadata["versions"] == [active, candidate]
+            assert metadata["rows_written"] == 2 * new[shard]
+            assert metadata["videos_skipped"] == {v: {"already embedded": counts[shard] - new[shard]}
+                                                  for v in (active, candidate)}
+            for version in (active, candidate):
+                numbers = metadata["by_version"][version]
+                assert numbers["rows_written"] == new[shard]
+                assert abs(numbers["norm_mean"] - 1) < 1e-3
+            assert metadata["run_rows_written"] == 2 * sum(new.values())
+    finally:
+        with db.connect(url) as conn:
+            vector_store.reject_version(conn, candidate, "a test's candidate in flight")

@@ -14,6 +14,7 @@ from twotower_pipeline.promotion import PromotionDecision, decide_promotion
 from twotower_pipeline.publishing import (
     EmbeddingReport,
     ServingModel,
+    ShardReport,
     UnsoundVectors,
     activate,
     load_version,
@@ -68,10 +69,53 @@ class ItemEmbeddingConfig(dg.Config):
     versions: str = "newest"
 
 
+def _shard_numbers(part: ShardReport) -> dict:
+    return {"rows_written": part.written, "seconds": round(part.seconds, 3), "videos_skipped": part.skipped,
+            "norm_min": part.norm_min, "norm_mean": part.norm_mean, "norm_max": part.norm_max}
+
+
+def _partition_metadata(reports: dict[str, EmbeddingReport], shard: str) -> dict[str, dg.MetadataValue]:
+    """One partition's own numbers, from what was written of its shard: rows, seconds (its share of
+    the run's time), videos skipped and why, and vector norms, over every version written (and for
+    each version under ``by_version``)."""
+    parts = {version: report.shards[shard] for version, report in reports.items()}
+    rows = sum(part.written for part in parts.values())
+    normed = [part for part in parts.values() if part.written]
+    return {
+        "rows_written": dg.MetadataValue.int(rows),
+        "seconds": dg.MetadataValue.float(sum(part.seconds for part in parts.values())),
+        "videos_skipped": dg.MetadataValue.json({version: part.skipped for version, part in parts.items()}),
+        "norm_min": dg.MetadataValue.float(min((part.norm_min for part in normed), default=0.0)),
+        "norm_mean": dg.MetadataValue.float(sum(part.norm_mean * part.written for part in normed) / rows
+                                            if rows else 0.0),
+        "norm_max": dg.MetadataValue.float(max((part.norm_max for part in normed), default=0.0)),
+        "by_version": dg.MetadataValue.json({version: _shard_numbers(part) for version, part in parts.items()}),
+    }
+
+
+def _run_metadata(reports: dict[str, EmbeddingReport], shards: list[str], mode: str) -> dict[str, dg.MetadataValue]:
+    """What the whole run did, on each of its partitions under ``run_`` names (a range run writes its
+    shards together: one read, one batch through the tower, one transaction)."""
+    covered = shards[0] if len(shards) == 1 else f"{shards[0]}...{shards[-1]} ({len(shards)} shards in one run)"
+    return {
+        "versions": dg.MetadataValue.json(list(reports)),
+        "mode": dg.MetadataValue.text(mode),
+        "run_partitions": dg.MetadataValue.text(covered),
+        "run_rows_written": dg.MetadataValue.int(sum(r.written for r in reports.values())),
+        "run_seconds": dg.MetadataValue.float(sum(r.seconds for r in reports.values())),
+        "run_phase_seconds": dg.MetadataValue.json({v: r.phase_seconds for v, r in reports.items()}),
+    }
+
+
 def _shard_table(reports: dict[str, EmbeddingReport], shards: list[str]) -> str:
-    lines = ["| version | shard | rows written |", "|---|---|---:|"]
+    lines = ["| version | shard | rows written | seconds | skipped | norm min / mean / max |",
+             "|---|---|---:|---:|---|---|"]
     for version, report in reports.items():
-        lines += [f"| {version} | {shard} | {report.per_shard.get(shard, 0)} |" for shard in shards]
+        for shard in shards:
+            part = report.shards[shard]
+            skipped = ", ".join(f"{why}: {n}" for why, n in part.skipped.items()) or "-"
+            lines.append(f"| {version} | {shard} | {part.written} | {part.seconds:.2f} | {skipped} | "
+                         f"{part.norm_min:.4f} / {part.norm_mean:.4f} / {part.norm_max:.4f} |")
     return "\n".join(lines)
 
 
@@ -85,7 +129,10 @@ def _shard_table(reports: dict[str, EmbeddingReport], shards: list[str]) -> str:
     description="64-d item vectors, one partition per catalogue shard (first hex digit of the video id). "
     "By default the newest exported version's vectors of every video in the partitions are replaced; "
     "with mode 'missing' and versions 'live' only videos without a vector yet are embedded, for the "
-    "active version and any candidate in flight (what new_videos_sensor launches).",
+    "active version and any candidate in flight (what new_videos_sensor launches). Each partition's "
+    "materialisation carries its own shard's numbers (rows_written, seconds, videos_skipped, norms; per "
+    "version under by_version); a run of several partitions writes them together, so a partition's seconds "
+    "are its share of the run's time, and the run's totals are under run_* on each of its partitions.",
 )
 def item_embeddings(
     context: dg.AssetExecutionContext, config: ItemEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
@@ -111,20 +158,11 @@ def item_embeddings(
         reports[record.version] = report
         context.log.info(f"version {record.version}: wrote {report.written} item vectors for shards "
                          f"{','.join(shards)} ({report.seconds:.1f} s)")
-    norms = [r for r in reports.values() if r.written]
-    metadata = {
-        "versions": dg.MetadataValue.json(list(reports)),
-        "mode": dg.MetadataValue.text(config.mode),
-        "rows_written": dg.MetadataValue.int(sum(r.written for r in reports.values())),
-        "videos_skipped": dg.MetadataValue.json({v: r.skipped for v, r in reports.items()}),
-        "seconds": dg.MetadataValue.float(sum(r.seconds for r in reports.values())),
-        "norm_min": dg.MetadataValue.float(min((r.norm_min for r in norms), default=0.0)),
-        "norm_mean": dg.MetadataValue.float(sum(r.norm_mean for r in norms) / len(norms) if norms else 0.0),
-        "norm_max": dg.MetadataValue.float(max((r.norm_max for r in norms), default=0.0)),
-        "rows_per_shard": dg.MetadataValue.md(_shard_table(reports, shards)),
-        "phase_seconds": dg.MetadataValue.json({v: r.phase_seconds for v, r in reports.items()}),
-    }
-    return dg.MaterializeResult(metadata=metadata)
+    context.log.info(f"item vectors by shard:\n{_shard_table(reports, shards)}")
+    # One materialisation per partition (Dagster's own, from the result below), each with its shard's numbers.
+    for shard in shards:
+        context.add_asset_metadata(_partition_metadata(reports, shard), partition_key=shard)
+    return dg.MaterializeResult(metadata=_run_metadata(reports, shards, config.mode))
 
 
 @dg.asset(
