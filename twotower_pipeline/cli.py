@@ -211,8 +211,11 @@ def rollback(to_version: str | None) -> None:
 @click.option("--users", default=1_000, show_default=True, help="users who like videos")
 @click.option("--likes", default=100_000, show_default=True, help="likes over the last six months")
 @click.option("--seed", default=7, show_default=True, help="demo data seed")
+@click.option("--lang", type=click.Choice(["ja", "en"]), default="ja", show_default=True,
+              help="language of the demo catalogue's titles, descriptions, genres, makers, performers and tags "
+                   "(the same hidden structure in both)")
 @click.option("--reset", is_flag=True, help="replace the demo data already loaded")
-def demo(videos: int, users: int, likes: int, seed: int, reset: bool) -> None:
+def demo(videos: int, users: int, likes: int, seed: int, lang: str, reset: bool) -> None:
     from twotower_pipeline import db as database
     from twotower_pipeline.db.migrations import apply_migrations
     from twotower_pipeline.demo_data import (
@@ -238,7 +241,7 @@ def demo(videos: int, users: int, likes: int, seed: int, reset: bool) -> None:
     else:
         size = DemoSize(videos=videos, users=users, likes=likes, seed=seed)
         t0 = time.perf_counter()
-        data = generate_demo_data(size, datetime.now(UTC))
+        data = generate_demo_data(size, datetime.now(UTC), lang=lang)
         with database.connect(url) as conn:
             try:
                 counts = load_demo_data(conn, data, replace=reset)

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from twotower_pipeline.model.features import CJK_CHARACTERS, MAX_TEXT_CHARS, combining_marks
+
 for _name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 
@@ -183,9 +185,27 @@ def _like_rules(known_videos: set[str], as_of: datetime, rules: QualityRules) ->
 
 MAX_PRICE = 1_000_000  # yen; anything above is a data-entry error, not a price
 MAX_DURATION_SECONDS = 48 * 3600
-MAX_TEXT_CHARS = 20_000  # title + description; longer text is truncated
 MAX_LIST_ENTRIES = 100  # performers or tags of one video
 _CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# Invisible characters that change how text reads or hide inside words: bidirectional controls
+# (a reversed file name, a title that reads differently than it sorts), zero-width space, word
+# joiner, byte-order mark. Removed. Zero-width joiners and variation selectors are left to the
+# text's normalisation (they belong to emoji and some scripts; they are no sign of trouble).
+_INVISIBLE_CHARACTERS = "[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+MAX_COMBINING_MARKS = 4
+"""Combining marks in a row on one character; more is "zalgo" text, cut to this many."""
+
+
+def _stacked_marks(keep: bool = False) -> str:
+    """More than MAX_COMBINING_MARKS marks in a row; with ``keep``, the first ones as group 1."""
+    mark = f"[{combining_marks()}]"
+    return f"({mark}{{{MAX_COMBINING_MARKS}}}){mark}+" if keep else f"{mark}{{{MAX_COMBINING_MARKS + 1},}}"
+
+
+def _has_no_words(text: pd.Series) -> pd.Series:
+    """Text with no term the text input could use: empty, or only symbols, emoji and punctuation
+    (a term is two word characters in a row, or one kana or kanji)."""
+    return ~text.str.contains(f"\\w\\w|[{CJK_CHARACTERS}]", regex=True)
 
 
 def _bad_price(f: pd.DataFrame) -> pd.Series:
@@ -195,6 +215,10 @@ def _bad_price(f: pd.DataFrame) -> pd.Series:
 def _bad_duration(f: pd.DataFrame) -> pd.Series:
     return f["duration_seconds"].notna() & ~((f["duration_seconds"] > 0)
                                              & (f["duration_seconds"] <= MAX_DURATION_SECONDS))
+
+
+def _text(f: pd.DataFrame) -> pd.Series:
+    return f["title"].fillna("").astype(str) + " " + f["description"].fillna("").astype(str)
 
 
 def _text_length(f: pd.DataFrame) -> pd.Series:
@@ -221,6 +245,15 @@ def _video_rules(rules: QualityRules) -> list[_Rule]:
               lambda f: (f["title"].fillna("").astype(str) + f["description"].fillna("").astype(str))
               .str.contains(_CONTROL_CHARACTERS, regex=True),
               lambda f: "video " + f["id"], 1.0, "control characters removed"),
+        _Rule("title and description without bidirectional controls or zero-width characters", "videos",
+              lambda f: _text(f).str.contains(_INVISIBLE_CHARACTERS, regex=True),
+              lambda f: "video " + f["id"], 1.0, "removed"),
+        _Rule(f"title and description without more than {MAX_COMBINING_MARKS} combining marks on one character",
+              "videos", lambda f: _text(f).str.contains(_stacked_marks(), regex=True),
+              lambda f: "video " + f["id"], 1.0, f"marks beyond the first {MAX_COMBINING_MARKS} removed"),
+        _Rule("title and description have at least one word", "videos", lambda f: _has_no_words(_text(f)),
+              lambda f: "video " + f["id"] + " title " + f["title"].fillna("").astype(str).str.slice(0, 40).map(repr),
+              1.0, "no text feature (empty, or only symbols, emoji and punctuation)"),
         _Rule(f"at most {MAX_LIST_ENTRIES} performers and {MAX_LIST_ENTRIES} tags", "videos",
               lambda f: (_list_length(f, "performers") > MAX_LIST_ENTRIES) | (_list_length(f, "tags") > MAX_LIST_ENTRIES),
               lambda f: "video " + f["id"] + " has " + _list_length(f, "performers").astype(str) + " performers, "
@@ -244,7 +277,10 @@ def clean_likes(likes: pd.DataFrame, known_videos: set[str], as_of: datetime) ->
 
 def clean_catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
     """Impossible prices and durations become unknown; text is made safe (control characters
-    removed, truncated to MAX_TEXT_CHARS, missing text empty)."""
+    removed, bidirectional controls and zero-width characters removed, stacked combining marks cut
+    to MAX_COMBINING_MARKS, truncated to MAX_TEXT_CHARS, missing text empty). Text is then
+    normalised (NFKC, lower case) where it is cut into terms, as names are where they are looked up
+    (``features.normalise_text``)."""
     clean = catalogue.copy()
     clean["price"] = clean["price"].astype(float)
     clean["duration_seconds"] = clean["duration_seconds"].astype(float)
@@ -252,6 +288,8 @@ def clean_catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
     clean.loc[_bad_duration(clean), "duration_seconds"] = np.nan
     for column in ("title", "description"):
         clean[column] = (clean[column].fillna("").astype(str).str.replace(_CONTROL_CHARACTERS, " ", regex=True)
+                         .str.replace(_INVISIBLE_CHARACTERS, "", regex=True)
+                         .str.replace(_stacked_marks(keep=True), r"\1", regex=True)
                          .str.slice(0, MAX_TEXT_CHARS))
     return clean
 

@@ -13,6 +13,10 @@ So the demo likes have the structure real ones have:
   and come back, and users who stop two months or more before ``now`` (``activity``);
 - demographics with modest signal in the optional ``profiles`` table (``profiles``).
 
+The catalogue is written in English or in Japanese (``lang``, ``LANGUAGES``; the words are in
+``words`` and ``words_ja``) with the same hidden structure; the Japanese one also stores some names
+and titles in other widths and cases, as hand-filled catalogues do (``variants``).
+
 The hidden truth comes along as ``DemoData.truth`` (:class:`DemoTruth`), and
 :func:`oracle_scores` turns it into the generator's own probability of each next like: the
 ceiling any model of these likes can approach. To find users who stopped or paused, use
@@ -22,7 +26,7 @@ ceiling any model of these likes can approach. To find users who stopped or paus
 
 from twotower_pipeline.demo_data.activity import STOPPED_DAYS, activity_summary
 from twotower_pipeline.demo_data.frames import DEMO_TABLES, DemoData
-from twotower_pipeline.demo_data.generate import generate_demo_data
+from twotower_pipeline.demo_data.generate import LANGUAGES, generate_demo_data
 from twotower_pipeline.demo_data.loading import load_demo_data
 from twotower_pipeline.demo_data.profiles import AGE_RANGES, REGIONS
 from twotower_pipeline.demo_data.size import (
@@ -40,6 +44,7 @@ __all__ = [
     "AGE_RANGES",
     "CATALOGUE_SPAN",
     "DEMO_TABLES",
+    "LANGUAGES",
     "LIKE_WINDOW",
     "MAX_USER_SHARE",
     "MIN_LIKES_PER_USER",

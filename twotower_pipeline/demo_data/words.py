@@ -3,8 +3,9 @@
 Everything a reader sees in the demo catalogue (genre names, tags, titles, descriptions, makers,
 performers) comes from one ``WordPools``; the generator only draws indices into it. A Japanese
 (or any other) variant is another ``WordPools`` of the same shape: the same genre keys, ten theme
-words per genre, templates with the same fields. No draw depends on the words, so another pool
-changes the text and nothing else.
+words per genre, templates with the same fields, pools of the same sizes (a draw's size is the
+pool's). No draw depends on the words, so another pool changes the text and nothing else:
+``words_ja.JAPANESE`` is the Japanese one.
 """
 
 from __future__ import annotations
@@ -40,13 +41,22 @@ class WordPools:
     title_case: Callable[[str], str]
     genre_noun: Callable[[str], str]
     list_separator: str
+    maker_separator: str = " "
+    """Between a maker name's three parts (Japanese writes them together)."""
+    performer_format: str = "{given} {family}"
+    given_name_case: Callable[[str], str] = str.capitalize
+    spelling_variants: bool = False
+    """Whether some rows store a name or a title in another width or case (``variants``), as a
+    Japanese catalogue filled in by hand does: 「ﾄﾞﾗﾏ」 for 「ドラマ」, 「ＨＤ」 for 「HD」."""
 
     def maker_name(self, first: int, second: int, suffix: int) -> str:
-        return f"{self.maker_first[first]} {self.maker_second[second]} {self.maker_suffix[suffix]}"
+        return self.maker_separator.join(
+            (self.maker_first[first], self.maker_second[second], self.maker_suffix[suffix]))
 
     def performer_name(self, syllable_a: int, syllable_b: int, ending: int, family: int) -> str:
         given = self.given_name_syllables[syllable_a] + self.given_name_syllables[syllable_b]
-        return f"{(given + self.given_name_endings[ending]).capitalize()} {self.family_names[family]}"
+        return self.performer_format.format(given=self.given_name_case(given + self.given_name_endings[ending]),
+                                            family=self.family_names[family])
 
 
 def _capitalised(words: str) -> str:

@@ -14,12 +14,34 @@ and in serving, so a request weeks after a user's last like sees values training
   counting the example's own like), the moment of embedding in serving. Popularity is the
   video's share of the last 30 days' likes, so it means the same whether the app has a quiet or
   a busy month and whether or not some likes are held out for evaluation.
+
+Names and text are normalised by one rule before anything else (:func:`normalise_text`): the
+catalogue's genres, makers, performers and tags (and the profiles' age ranges and regions) enter
+their vocabularies normalised, and every lookup normalises its input, so 「ＶＯＬ．２」 and
+「Vol.2」, 「ｶﾀｶﾅ」 and 「カタカナ」 are one entry. The Edge Functions apply the same rule to
+the names they look up (supabase/functions/_shared/features.ts, ``normaliseName``). Titles and
+descriptions are normalised the same way and then cut into terms that work for Japanese and
+English in one catalogue (:func:`text_terms`): words for Latin-script and other spaced text,
+overlapping character pairs for runs of kana and kanji, which have no spaces between words.
+
+What a vocabulary and what the text input are fitted on: the video vocabulary, and the popularity
+and age normalisers, from the training likes only; the genre, maker, performer, tag and text
+vocabularies (with the text's idf) and the price and duration normalisers from the catalogue as it
+is at the run (content, which every video has whether or not anyone liked it; no like of the
+holdout reaches them).
+
+A feature spec written before names were normalised (no ``name_normalisation`` in its JSON) keeps
+its exact-match lookups and scikit-learn's default text tokens, so older versions serve and are
+re-scored exactly as they were trained.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +68,104 @@ ITEM_INPUTS = (
 USER_INPUTS = ("hist_video_idx", "hist_genre_idx", "hist_maker_idx", "hist_price", "hist_age_days",
                "user_age_range_idx", "user_region_idx")
 NUMERIC_FEATURES = ("price", "duration", "popularity", "age")
+MAX_TEXT_CHARS = 20_000  # title + description; longer text is truncated (validation counts it)
+
+# -- one normalisation for every name and text -------------------------------------------------------
+# The rule, applied identically here and in the Edge Functions (features.ts, normaliseName):
+#   1. invisible format characters are removed: zero-width spaces and joiners, bidirectional
+#      controls, the soft hyphen, the byte-order mark, variation selectors (standard and
+#      ideographic: 「葛󠄀」 is 「葛」), tag characters;
+#   2. control characters (C0, DEL, C1) and the line/paragraph separators become spaces;
+#   3. Unicode NFKC (full-width ASCII and half-width katakana to their usual forms, 「㈱」 to
+#      「(株)」, a kana and its separate voicing mark to one kana), then lower case (Unicode's full
+#      mapping: Python's str.lower, JavaScript's toLowerCase, which agree on every character of
+#      Python's Unicode database), then NFKC again (so the result is stable);
+#   4. runs of spaces become one space; leading and trailing spaces are dropped.
+# Lower case rather than Python's casefold, which JavaScript lacks: "Straße" and "STRASSE" stay
+# two names ("straße", "strasse") on both sides rather than one name here and two there.
+NAME_NORMALISATION = "nfkc-lower-1"
+LEGACY_NAME_NORMALISATION = "none"  # specs written before normalisation: exact match
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f\ufeff"
+    "\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(" {2,}")
+
+
+def normalise_text(value: str) -> str:
+    """The one normalisation of every name and text (see above): 「ＶＯＬ．２」 -> "vol.2",
+    「ｶﾀｶﾅ」 -> 「カタカナ」, "Drama" -> "drama"."""
+    text = _nfkc(_nfkc(_CONTROL.sub(" ", _INVISIBLE.sub("", value))).lower())
+    return _SPACES.sub(" ", text).strip(" ")
+
+
+def _nfkc(text: str) -> str:
+    # The quick check first: most text (all ASCII, most kana and kanji) is already NFKC.
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+
+
+normalise_name = normalise_text
+"""Names (genres, makers, performers, tags, age ranges, regions) follow exactly the text rule."""
+
+# -- text terms -----------------------------------------------------------------------------------
+# Japanese writes words without spaces, so a "word" of scikit-learn's default pattern is a whole
+# phrase (「東京の夜景を楽しむ大人の旅」 would be one term that no other title shares). Runs of
+# kana and kanji are cut into overlapping pairs of characters instead (「東京の夜景」 -> 東京, 京の,
+# の夜, 夜景; a lone character is a term of its own); everything else is cut into words as before:
+# runs of letters, digits, underscores and combining marks, at least two characters long. On
+# ASCII text the terms are exactly scikit-learn's default ones, lower case.
+TEXT_TOKENIZER = "nfkc-lower-cjk-bigram-1"
+LEGACY_TEXT_TOKENIZER = "sklearn-default"
+CJK_CHARACTERS = ("\u3005-\u3007\u3040-\u309f\u30a0-\u30fa\u30fc-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
+                  "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f")
+"""Kana (not the middle dot ・, which separates), kanji and 々〆〇, as a regular-expression class body."""
+
+
+@functools.cache
+def combining_marks() -> str:
+    """The combining marks (Unicode categories Mn, Mc, Me) of the Basic Multilingual Plane, as a
+    regular-expression class body (kept to that plane, a class is one table lookup; the marks of
+    the other planes belong to historic scripts)."""
+    ranges, start = [], None
+    for cp in range(0x10001):
+        is_mark = cp < 0x10000 and unicodedata.category(chr(cp)).startswith("M")
+        if is_mark and start is None:
+            start = cp
+        elif not is_mark and start is not None:
+            ranges.append(f"\\u{start:04x}-\\u{cp - 1:04x}")
+            start = None
+    return "".join(ranges)
+
+
+@functools.cache
+def _term_pattern() -> re.Pattern[str]:
+    """Kana/kanji runs, and word runs with the combining marks inside them (Python's \\w has no
+    marks, so a word of a script that writes vowels as marks, or 「café」 typed with a separate
+    accent, would fall apart)."""
+    word = f"[^\\W{CJK_CHARACTERS}]"
+    return re.compile(f"([{CJK_CHARACTERS}]+)|({word}+(?:[{combining_marks()}]+{word}*)*)")
+
+
+def text_terms(text: str) -> list[str]:
+    """The terms of one title + description, after :func:`normalise_text`."""
+    terms: list[str] = []
+    for cjk, word in _term_pattern().findall(normalise_text(text[:MAX_TEXT_CHARS])[:MAX_TEXT_CHARS]):
+        if word:
+            if len(word) >= 2:
+                terms.append(word)
+        elif len(cjk) == 1:
+            terms.append(cjk)
+        else:
+            terms += [a + b for a, b in zip(cjk, cjk[1:])]
+    return terms
+
+
+TEXT_TOKENIZERS: dict[str, Callable[[str], list[str]] | None] = {
+    TEXT_TOKENIZER: text_terms,
+    LEGACY_TEXT_TOKENIZER: None,  # TfidfVectorizer's own default analyzer (lower case, \b\w\w+\b)
+}
+"""Tokenizer name (stored in the spec) -> analyzer; a spec names the one it was fitted with."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +176,7 @@ class FeatureConfig:
     max_tags: int = 5_000
     text_vocabulary: int = 5_000
     min_text_df: int = 2
+    text_tokenizer: str = TEXT_TOKENIZER  # a key of TEXT_TOKENIZERS
 
 
 @dataclass(frozen=True)
@@ -70,9 +191,16 @@ class ColdStart:
 
 @dataclass
 class Vocabulary:
-    """String -> index; 0 is padding, 1 is out-of-vocabulary, known tokens start at 2."""
+    """String -> index; 0 is padding, 1 is out-of-vocabulary, known tokens start at 2.
+
+    With ``normalised`` (every name vocabulary of a current spec), the tokens are stored
+    normalised (:func:`normalise_name`) and every looked-up value is normalised first, so the
+    variants of one name are one entry. Without it (video ids, and specs written before names
+    were normalised), values match tokens exactly.
+    """
 
     tokens: list[str]
+    normalised: bool = False
     _index: dict[str, int] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -84,14 +212,26 @@ class Vocabulary:
 
     def lookup(self, values: Iterable[object]) -> np.ndarray:
         index = self._index
-        return np.fromiter((index.get(v, OOV) if isinstance(v, str) else OOV for v in values), dtype=np.int64)
+        if not self.normalised:
+            return np.fromiter((index.get(v, OOV) if isinstance(v, str) else OOV for v in values), dtype=np.int64)
+        # Each distinct value is normalised once: a catalogue repeats its genres and makers.
+        array = values.to_numpy(dtype=object) if isinstance(values, (pd.Series, pd.Index)) else np.asarray(
+            values if isinstance(values, np.ndarray) else list(values), dtype=object)
+        codes, uniques = pd.factorize(array.ravel(), use_na_sentinel=True)
+        table = np.fromiter((index.get(normalise_name(u), OOV) if isinstance(u, str) else OOV for u in uniques),
+                            dtype=np.int64, count=len(uniques))
+        return np.where(codes >= 0, table[np.maximum(codes, 0)] if len(table) else OOV, OOV).astype(np.int64)
 
     @classmethod
-    def by_frequency(cls, values: pd.Series, limit: int) -> Vocabulary:
-        counts = values.dropna().astype(str).value_counts()
+    def by_frequency(cls, values: pd.Series, limit: int, normalised: bool = False) -> Vocabulary:
+        values = values.dropna().astype(str)
+        if normalised:
+            values = values.map(normalise_name)
+            values = values[values != ""]
+        counts = values.value_counts()
         # Ties broken by token so the vocabulary does not depend on row order.
         ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return cls([token for token, _ in ordered[:limit]])
+        return cls([token for token, _ in ordered[:limit]], normalised)
 
 
 @dataclass(frozen=True)
@@ -137,6 +277,25 @@ class FeatureSpec:
     # How users without likes are served, chosen at training time (serving_path.tune_cold_start).
     popularity_half_life_days: float = 14.0
     segment_prior_likes: float | None = 200.0
+    # How names are matched and text is cut into terms. A spec without them (written before they
+    # existed) means exact names and scikit-learn's default terms, as it was trained with.
+    name_normalisation: str = LEGACY_NAME_NORMALISATION
+    text_tokenizer: str = LEGACY_TEXT_TOKENIZER
+
+    def __post_init__(self) -> None:
+        if self.name_normalisation not in (NAME_NORMALISATION, LEGACY_NAME_NORMALISATION):
+            raise ValueError(f"feature spec: unknown name_normalisation {self.name_normalisation!r} (this code "
+                             f"knows {NAME_NORMALISATION!r} and {LEGACY_NAME_NORMALISATION!r}): a newer spec?")
+        if self.text_tokenizer not in TEXT_TOKENIZERS:
+            raise ValueError(f"feature spec: unknown text_tokenizer {self.text_tokenizer!r} (this code knows "
+                             f"{', '.join(map(repr, TEXT_TOKENIZERS))}): a newer spec?")
+        normalised = self.name_normalisation == NAME_NORMALISATION
+        for vocabulary in self.name_vocabularies():
+            vocabulary.normalised = normalised
+
+    def name_vocabularies(self) -> tuple[Vocabulary, ...]:
+        """The vocabularies of names (normalised in a current spec); not the video ids."""
+        return (self.genres, self.makers, self.performers, self.tags, self.age_ranges, self.regions)
 
     @property
     def cold_start(self) -> ColdStart:
@@ -144,8 +303,10 @@ class FeatureSpec:
 
     # -- text ------------------------------------------------------------------------
     def text_vectorizer(self) -> TfidfVectorizer:
+        analyzer = TEXT_TOKENIZERS[self.text_tokenizer]
         vectorizer = TfidfVectorizer(
-            vocabulary={term: i for i, term in enumerate(self.text_terms)}, sublinear_tf=True, dtype=np.float32
+            vocabulary={term: i for i, term in enumerate(self.text_terms)}, sublinear_tf=True, dtype=np.float32,
+            **({} if analyzer is None else {"analyzer": analyzer}),
         )
         vectorizer.idf_ = np.asarray(self.text_idf, dtype=np.float64)
         return vectorizer
@@ -190,6 +351,25 @@ def catalogue_text(catalogue: pd.DataFrame) -> pd.Series:
     return catalogue["title"].fillna("").astype(str) + " " + catalogue["description"].fillna("").astype(str)
 
 
+def fit_text(text: pd.Series, config: FeatureConfig = FeatureConfig()) -> tuple[list[str], list[float]]:
+    """The text vocabulary (the ``config.text_vocabulary`` most frequent terms in at least
+    ``config.min_text_df`` videos) and its idf, cut into terms by ``config.text_tokenizer``."""
+    if config.text_tokenizer not in TEXT_TOKENIZERS:
+        raise ValueError(f"unknown text_tokenizer {config.text_tokenizer!r}; choose from {', '.join(TEXT_TOKENIZERS)}")
+    analyzer = TEXT_TOKENIZERS[config.text_tokenizer]
+    if text.str.strip().str.len().gt(0).sum() < config.min_text_df:
+        return [], []
+    vectorizer = TfidfVectorizer(
+        max_features=config.text_vocabulary, min_df=config.min_text_df, sublinear_tf=True, dtype=np.float32,
+        **({} if analyzer is None else {"analyzer": analyzer}),
+    )
+    try:
+        vectorizer.fit(text)
+    except ValueError:  # nothing but stop words or single-use words: no text feature
+        return [], []
+    return [str(t) for t in vectorizer.get_feature_names_out()], [float(x) for x in vectorizer.idf_]
+
+
 def fit_feature_spec(
     catalogue: pd.DataFrame,
     train_likes: pd.DataFrame,
@@ -201,33 +381,24 @@ def fit_feature_spec(
 ) -> FeatureSpec:
     """Fit vocabularies and normalisers. The video vocabulary comes from the training likes; the
     popularity and age normalisers from the values the training examples see (``*_values``; by
-    default the catalogue's at ``reference_time``); text, categories and prices from the catalogue."""
+    default the catalogue's at ``reference_time``); text, names (normalised), prices and durations
+    from the catalogue as given (the run's: content, not likes)."""
     profiles = empty_profiles() if profiles is None else profiles
     performers = catalogue["performers"].explode()
     tags = catalogue["tags"].explode()
-    text = catalogue_text(catalogue)
-    terms: list[str] = []
-    idf: list[float] = []
-    if text.str.strip().str.len().gt(0).sum() >= config.min_text_df:
-        vectorizer = TfidfVectorizer(
-            max_features=config.text_vocabulary, min_df=config.min_text_df, sublinear_tf=True, dtype=np.float32
-        )
-        try:
-            vectorizer.fit(text)
-            terms = [str(t) for t in vectorizer.get_feature_names_out()]
-            idf = [float(x) for x in vectorizer.idf_]
-        except ValueError:  # nothing but stop words or single-use words: no text feature
-            terms, idf = [], []
+    terms, idf = fit_text(catalogue_text(catalogue), config)
     if popularity_values is None:
         popularity_values = popularity_shares(catalogue["id"], train_likes, reference_time)
     if age_values is None:
         age_values = age_days(catalogue["created_at"], reference_time)
+    # Names are normalised with the text (a legacy tokenizer, for comparisons, keeps exact names too).
+    normalised = TEXT_TOKENIZERS[config.text_tokenizer] is not None
     return FeatureSpec(
         videos=Vocabulary.by_frequency(train_likes["video_id"], config.max_videos),
-        genres=Vocabulary.by_frequency(catalogue["genre"], 10_000),
-        makers=Vocabulary.by_frequency(catalogue["maker"], config.max_makers),
-        performers=Vocabulary.by_frequency(performers, config.max_performers),
-        tags=Vocabulary.by_frequency(tags, config.max_tags),
+        genres=Vocabulary.by_frequency(catalogue["genre"], 10_000, normalised),
+        makers=Vocabulary.by_frequency(catalogue["maker"], config.max_makers, normalised),
+        performers=Vocabulary.by_frequency(performers, config.max_performers, normalised),
+        tags=Vocabulary.by_frequency(tags, config.max_tags, normalised),
         text_terms=terms,
         text_idf=idf,
         price=LogNormaliser.fit(catalogue["price"]),
@@ -235,8 +406,10 @@ def fit_feature_spec(
         popularity=LogNormaliser.fit(popularity_values),
         age=LogNormaliser.fit(age_values),
         reference_time=pd.Timestamp(reference_time).isoformat(),
-        age_ranges=Vocabulary.by_frequency(profiles["age_range"], 100),
-        regions=Vocabulary.by_frequency(profiles["region"], 1_000),
+        age_ranges=Vocabulary.by_frequency(profiles["age_range"], 100, normalised),
+        regions=Vocabulary.by_frequency(profiles["region"], 1_000, normalised),
+        name_normalisation=NAME_NORMALISATION if normalised else LEGACY_NAME_NORMALISATION,
+        text_tokenizer=config.text_tokenizer,
     )
 
 
@@ -349,13 +522,17 @@ def _padded_lookup(lists: pd.Series, vocabulary: Vocabulary, width: int) -> np.n
 
 
 def _text_terms(spec: FeatureSpec, catalogue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each video's TEXT_TERMS highest-weighted TF-IDF terms (index, weight), zero-padded."""
-    n = len(catalogue)
+    return text_inputs(spec, catalogue_text(catalogue))
+
+
+def text_inputs(spec: FeatureSpec, text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's TEXT_TERMS highest-weighted TF-IDF terms (index, weight), zero-padded."""
+    n = len(text)
     idx = np.zeros((n, TEXT_TERMS), dtype=np.int64)
     weight = np.zeros((n, TEXT_TERMS), dtype=np.float32)
     if not spec.text_terms or n == 0:
         return idx, weight
-    matrix = spec.text_vectorizer().transform(catalogue_text(catalogue)).tocsr()
+    matrix = spec.text_vectorizer().transform(text).tocsr()
     matrix.sort_indices()
     rows = np.repeat(np.arange(n), np.diff(matrix.indptr))
     order = np.lexsort((-matrix.data, rows))  # by row, then by weight (descending); stable

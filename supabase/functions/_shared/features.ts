@@ -12,6 +12,9 @@
 // - the history [dataset.UserSequences, features.latest_histories]: the newest history_length
 //   clean likes ordered by (time, video id), newest last, front-padded with index 0 / value 0;
 // - ids through the vocabularies: known tokens from 2, unknown or missing 1 [Vocabulary.lookup];
+// - names (genre, maker, age range, region) normalised before the lookup when the spec says
+//   "name_normalisation": "nfkc-lower-1" [features.normalise_name]; a spec without it (written
+//   before names were normalised) matches names exactly, as its model was trained;
 // - price: z-score of log1p, 0 where missing or negative, float32, clipped to +-8
 //   [LogNormaliser.apply on validation.clean_catalogue's prices];
 // - ages in days from the newest like of the history (not from now: a user served weeks after their
@@ -24,18 +27,42 @@ export const FIRST_INDEX = 2;
 export const HISTORY_LENGTH = 100;
 export const SECONDS_PER_DAY = 86_400;
 
-/** String -> index: 0 is padding, 1 out-of-vocabulary, known tokens from 2 (list order). */
+/** The name normalisation this code applies; a spec names the one its vocabularies were built with. */
+export const NAME_NORMALISATION = "nfkc-lower-1";
+export const LEGACY_NAME_NORMALISATION = "none";
+
+// The rule of twotower_pipeline.model.features.normalise_text, step for step and class for class
+// (a test runs both on the same strings): invisible format characters removed; control characters
+// and line/paragraph separators to spaces; NFKC, lower case, NFKC; runs of spaces to one, trimmed.
+// toLowerCase is Unicode's full lower-case mapping, as Python's str.lower (not casefold: "ß" stays).
+const INVISIBLE =
+  /[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufe00-\ufe0f\ufeff\u{e0000}-\u{e007f}\u{e0100}-\u{e01ef}]/gu;
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/gu;
+const SPACES = / {2,}/g;
+
+/** features.normalise_name: 「ＶＯＬ．２」 -> "vol.2", 「ｶﾀｶﾅ」 -> 「カタカナ」, "Drama" -> "drama". */
+export function normaliseName(value: string): string {
+  const text = value.replace(INVISIBLE, "").replace(CONTROL, " ");
+  return text.normalize("NFKC").toLowerCase().normalize("NFKC").replace(SPACES, " ").replace(/^ +| +$/g, "");
+}
+
+/** String -> index: 0 is padding, 1 out-of-vocabulary, known tokens from 2 (list order). With
+ * `normalised`, tokens are stored normalised and each looked-up name is normalised first. */
 export class Vocabulary {
   readonly #index = new Map<string, number>();
   readonly size: number;
+  readonly normalised: boolean;
 
-  constructor(tokens: readonly string[]) {
+  constructor(tokens: readonly string[], normalised = false) {
     tokens.forEach((token, i) => this.#index.set(token, i + FIRST_INDEX));
     this.size = tokens.length + FIRST_INDEX;
+    this.normalised = normalised;
   }
 
   lookup(value: string | null | undefined): number {
-    return typeof value === "string" ? (this.#index.get(value) ?? OOV) : OOV;
+    if (typeof value !== "string") return OOV;
+    return this.#index.get(this.normalised ? normaliseName(value) : value) ?? OOV;
   }
 }
 
@@ -45,6 +72,7 @@ export interface LogNormaliser {
 }
 
 export interface FeatureSpec {
+  nameNormalisation: string;
   videos: Vocabulary;
   genres: Vocabulary;
   makers: Vocabulary;
@@ -79,12 +107,21 @@ export function parseFeatureSpec(text: string): FeatureSpec {
   if (typeof historyLength !== "number" || !Number.isInteger(historyLength) || historyLength < 1) {
     throw new Error(`feature spec: "history_length" must be a positive integer`);
   }
+  const nameNormalisation = payload.name_normalisation ?? LEGACY_NAME_NORMALISATION;
+  if (nameNormalisation !== NAME_NORMALISATION && nameNormalisation !== LEGACY_NAME_NORMALISATION) {
+    throw new Error(
+      `feature spec: unknown "name_normalisation" ${JSON.stringify(nameNormalisation)} (this code knows ` +
+        `"${NAME_NORMALISATION}" and "${LEGACY_NAME_NORMALISATION}"): deploy the functions of the pipeline's version`,
+    );
+  }
+  const names = nameNormalisation === NAME_NORMALISATION;
   return {
+    nameNormalisation,
     videos: new Vocabulary(stringList(payload, "videos")),
-    genres: new Vocabulary(stringList(payload, "genres")),
-    makers: new Vocabulary(stringList(payload, "makers")),
-    ageRanges: new Vocabulary(stringList(payload, "age_ranges", true)),
-    regions: new Vocabulary(stringList(payload, "regions", true)),
+    genres: new Vocabulary(stringList(payload, "genres"), names),
+    makers: new Vocabulary(stringList(payload, "makers"), names),
+    ageRanges: new Vocabulary(stringList(payload, "age_ranges", true), names),
+    regions: new Vocabulary(stringList(payload, "regions", true), names),
     price: normaliser(payload, "price"),
     historyLength,
     referenceTime: String(payload.reference_time ?? ""),

@@ -5,6 +5,7 @@ import {
   cleanLikes,
   microsToIso,
   normalise,
+  normaliseName,
   OOV,
   parseFeatureSpec,
   type RawLike,
@@ -79,6 +80,69 @@ Deno.test("inputs: newest last, front-padded, ages from the newest like, unknown
   assert.deepEqual([...inputs.user_region_idx], [1n]);
   const noProfile = userInputs(spec, likes, null);
   assert.deepEqual([...noProfile.user_age_range_idx, ...noProfile.user_region_idx], [1n, 1n]);
+});
+
+Deno.test("names are normalised as the pipeline normalises them: NFKC, lower case, invisible characters out", () => {
+  const cases: [string, string][] = [
+    ["ＶＯＬ．２", "vol.2"],
+    ["Vol.2", "vol.2"],
+    ["ｶﾀｶﾅ", "カタカナ"],
+    ["ﾄﾞﾗﾏ", "ドラマ"],
+    ["か\u3099", "が"], // a kana and a separate voicing mark: one kana
+    ["佐藤\u3000亜香子", "佐藤 亜香子"], // ideographic space
+    ["  GRAND港ﾋﾟｸﾁｬｰｽﾞ  ", "grand港ピクチャーズ"],
+    ["㈱ＮＥＯＮ", "(株)neon"],
+    ["Straße", "straße"], // lower case, not case folding: "ß" stays (as in Python's str.lower)
+    ["ΟΔΟΣ", "οδος"], // final sigma, as Python's str.lower
+    ["a\u200bb\u202ec\ufeffd", "abcd"], // zero-width space, bidi override, BOM: removed
+    ["葛\u{e0100}飾", "葛飾"], // ideographic variation selector: removed
+    ["a\x00b\tc\n\nd", "a b c d"], // control characters: spaces, then one space
+    ["", ""],
+  ];
+  for (const [raw, normalised] of cases) {
+    assert.equal(normaliseName(raw), normalised, JSON.stringify(raw));
+    assert.equal(normaliseName(normaliseName(raw)), normalised, `not stable: ${JSON.stringify(raw)}`);
+  }
+});
+
+Deno.test("a current spec's names match in any width and case; an older spec's match exactly", () => {
+  const payload = {
+    videos: ["v1"],
+    genres: ["ドラマ", "sf"],
+    makers: ["grand港ピクチャーズ"],
+    price: { mean: 7, std: 0.5 },
+    age_ranges: ["25-34"],
+    regions: ["関東"],
+    history_length: 2,
+    reference_time: "2026-01-01T00:00:00+00:00",
+  };
+  const current = parseFeatureSpec(JSON.stringify({ ...payload, name_normalisation: "nfkc-lower-1" }));
+  assert.equal(current.genres.lookup("ﾄﾞﾗﾏ"), 2);
+  assert.equal(current.genres.lookup("ＳＦ"), 3);
+  assert.equal(current.genres.lookup("SF"), 3);
+  assert.equal(current.makers.lookup("ＧＲＡＮＤ港ﾋﾟｸﾁｬｰｽﾞ"), 2);
+  assert.equal(current.regions.lookup(" 関東 "), 2);
+  assert.equal(current.genres.lookup("ホラー"), OOV);
+  assert.equal(current.genres.lookup(null), OOV);
+  assert.equal(current.videos.normalised, false); // ids are never normalised
+  const likes = [
+    { videoId: "v1", createdUs: 1n, genre: "ﾄﾞﾗﾏ", maker: "GRAND港ピクチャーズ", price: 1000 },
+    { videoId: "v1", createdUs: 2n, genre: "ＳＦ", maker: "grand港ﾋﾟｸﾁｬｰｽﾞ", price: 1000 },
+  ];
+  const inputs = userInputs(current, likes, { age_range: "25-34", region: "関東" });
+  assert.deepEqual([...inputs.hist_genre_idx], [2n, 3n]);
+  assert.deepEqual([...inputs.hist_maker_idx], [2n, 2n]);
+  assert.deepEqual([...inputs.user_region_idx], [2n]);
+
+  const older = parseFeatureSpec(JSON.stringify(payload)); // written before names were normalised
+  assert.equal(older.nameNormalisation, "none");
+  assert.equal(older.genres.lookup("ドラマ"), 2);
+  assert.equal(older.genres.lookup("ﾄﾞﾗﾏ"), OOV);
+  assert.equal(older.genres.lookup("SF"), OOV);
+  assert.throws(
+    () => parseFeatureSpec(JSON.stringify({ ...payload, name_normalisation: "nfkc-casefold-9" })),
+    /unknown "name_normalisation"/,
+  );
 });
 
 Deno.test("float32 vectors survive pgvector's text form", () => {
