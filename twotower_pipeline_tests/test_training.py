@@ -1,5 +1,6 @@
 """Training on real TensorFlow: determinism, no leakage across the split, and awkward data."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,8 +11,11 @@ from twotower_pipeline import db
 from twotower_pipeline.app_data import read_catalogue, read_likes
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
 from twotower_pipeline.model.config import TrainingConfig
+from twotower_pipeline.model.importance import FEATURE_GROUPS, importance_png
+from twotower_pipeline.model.losses import likes_matrix
+from twotower_pipeline.model.negatives import NegativeSampler
 from twotower_pipeline.model.preparation import TrainingDataError, held_out_after, prepare_training
-from twotower_pipeline.model.training import embed_items, train_two_tower
+from twotower_pipeline.model.training import ExampleBatches, TrainedTwoTower, embed_items, train_two_tower
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 QUICK = TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1)
@@ -69,6 +73,32 @@ def test_nothing_from_the_holdout_reaches_vocabularies_or_popularity(demo_frames
     assert (first_test > last_train.reindex(first_test.index)).all()
 
 
+def test_each_batch_says_which_positives_the_examples_users_liked(demo_frames):
+    catalogue, likes = demo_frames
+    prepared = prepare_training(catalogue, likes, QUICK)
+    examples = prepared.train_examples
+    liked = likes_matrix(prepared.sequences.rows, len(prepared.catalogue))
+    log_q = np.zeros(len(prepared.catalogue))
+    batches = ExampleBatches(prepared, examples, 256, log_q, seed=1, liked=liked)
+    batch = batches[0]
+    users = examples.users[batches.order[:256]]
+    mask = batch["liked_by_user"].astype(bool)
+    expected = np.array([[row in set(prepared.sequences.rows[u]) for row in batch["positive_row"]] for u in users])
+    np.testing.assert_array_equal(mask, expected)
+    assert mask.diagonal().all()  # each example's own positive is one of its user's likes
+    assert (mask.sum(axis=1) > 1).any(), "the demo's heavy users should meet their other likes in a batch"
+    # With two replicas, each half of the batch gets the mask of its own half.
+    halves = ExampleBatches(prepared, examples, 256, log_q, seed=1, liked=liked, replicas=2)[0]
+    assert halves["liked_by_user"].shape == (256, 128)
+    np.testing.assert_array_equal(halves["liked_by_user"][:128].astype(bool), mask[:128, :128])
+    np.testing.assert_array_equal(halves["liked_by_user"][128:].astype(bool), mask[128:, 128:])
+    # The margin loss's negatives come per example: [B, K, ...].
+    sampler = NegativeSampler(prepared.sequences.rows, prepared.popular.scores, seed=0)
+    margin = ExampleBatches(prepared, examples, 64, log_q, seed=1, sampler=sampler, negatives_per_example=4)[0]
+    assert margin["neg_video_idx"].shape == (64, 4) and margin["neg_text_idx"].shape[:2] == (64, 4)
+    assert margin["neg_numeric"].shape == (64, 4, 4)
+
+
 def test_the_margin_loss_trains_too(demo_frames):
     catalogue, likes = demo_frames
     trained = train_two_tower(catalogue, likes, TrainingConfig(loss="margin", epochs=2, batch_size=128),
@@ -77,12 +107,21 @@ def test_the_margin_loss_trains_too(demo_frames):
     assert len(trained.history["loss"]) == 2
 
 
-def test_feature_importance_covers_every_group(demo_frames):
+def test_feature_importance_covers_every_group_with_its_spread_and_survives_a_save(demo_frames, tmp_path):
     catalogue, likes = demo_frames
-    trained = train_two_tower(catalogue, likes, QUICK)
-    assert {"user: liked videos", "item: genre", "item: title and description", "user: demographics"} <= set(
+    config = replace(QUICK, importance_repeats=3)
+    trained = train_two_tower(catalogue, likes, config)
+    assert set(trained.importance) == set(FEATURE_GROUPS)
+    assert {"user: liked videos", "user: whole history", "item: genre", "user: demographics"} <= set(
         trained.feature_importance)
-    assert all(np.isfinite(v) for v in trained.feature_importance.values())
+    for group, value in trained.importance.items():
+        assert value.repeats == 3 and np.isfinite(value.mean) and value.std >= 0, (group, value)
+        assert trained.feature_importance[group] == value.mean  # what the feature_importance table gets
+        assert trained.feature_importance_std[group] == value.std
+    assert trained.stats["importance_seconds"] > 0
+    trained.save(tmp_path / "model")
+    assert TrainedTwoTower.load(tmp_path / "model").importance == trained.importance
+    assert importance_png(trained.importance).startswith(b"\x89PNG")
 
 
 def _no_text(catalogue, likes):

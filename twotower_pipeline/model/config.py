@@ -70,6 +70,13 @@ class TrainingConfig:
     # (the batch is split across replicas, so the in-batch negatives are per replica).
     distribution: str = "none"
     min_training_examples: int = 100
+    # In-batch softmax: a video the example's user liked (any of their training likes) that is
+    # another example's positive in the batch is not a negative for them, like a repeated video.
+    mask_user_likes: bool = True
+    # Permutation importance: each feature group shuffled this many times (mean and spread reported),
+    # scored on this many held-out users.
+    importance_repeats: int = 5
+    importance_users: int = 500
     tower: TowerConfig = field(default_factory=TowerConfig)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -79,6 +86,9 @@ class TrainingConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.distribution not in ("none", "mirrored"):
             raise ValueError(f"distribution must be 'none' or 'mirrored', got {self.distribution!r}")
+        if self.importance_repeats < 1 or self.importance_users < 1:
+            raise ValueError("importance_repeats and importance_users must be at least 1, got "
+                             f"{self.importance_repeats} and {self.importance_users}")
 
     def flat_params(self) -> dict[str, object]:
         """Every hyper-parameter as one flat mapping (for MLflow params)."""

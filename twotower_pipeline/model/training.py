@@ -10,9 +10,11 @@ Two losses, selected by ``TrainingConfig.loss``:
   with negatives drawn 60% at random, 30% hard (highest-scored not-liked, refreshed per epoch)
   and 10% popular-not-liked.
 
-Training is standard Keras ``fit``; early stopping watches Recall@50 of each user's last
-training like (the validation set), so both losses are judged by the same measure. The data it
-trains on and how it is scored come from :mod:`twotower_pipeline.model.preparation`.
+Both are in :mod:`twotower_pipeline.model.losses`. Training is standard Keras ``fit``; early
+stopping watches Recall@50 of each user's last training like (the validation set), so both losses
+are judged by the same measure, and the best epoch's weights are kept. The data it trains on and
+how it is scored come from :mod:`twotower_pipeline.model.preparation`; permutation importance is in
+:mod:`twotower_pipeline.model.importance`.
 """
 
 from __future__ import annotations
@@ -25,20 +27,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from twotower_pipeline.model.config import LOSSES, TrainingConfig  # noqa: F401
 from twotower_pipeline.model.dataset import LIKES_WINDOW_DAYS, Examples
-from twotower_pipeline.model.evaluation import RECALL_K, HoldoutUsers, evaluate_ranker, top_k_by_vectors, vector_scores
+from twotower_pipeline.model.evaluation import RECALL_K, top_k_by_vectors
 from twotower_pipeline.model.features import ITEM_INPUTS, USER_INPUTS, FeatureSpec, latest_histories
+from twotower_pipeline.model.importance import FEATURE_GROUPS, GroupImportance, permutation_importance  # noqa: F401
+from twotower_pipeline.model.losses import (
+    accidental_hits,
+    in_batch_softmax,
+    liked_by_row_user,
+    likes_matrix,
+    margin_hinge,
+    replica_mean,
+)
 from twotower_pipeline.model.negatives import NegativeSampler
 from twotower_pipeline.model.preparation import (
     PreparedTraining,
     baseline_metrics,
-    holdout_seen,
     prepare_training,
     score_towers,
 )
-from twotower_pipeline.model.serving_path import user_histories
 from twotower_pipeline.model.tensorflow_import import keras
 from twotower_pipeline.model.towers import build_towers
 
@@ -49,15 +59,22 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 class ExampleBatches(keras.utils.PyDataset):
     """Batches of (history -> next like) examples, reshuffled (and negatives redrawn) every epoch.
-    Each positive's item inputs are as of its own time (its popularity then, its age then)."""
+    Each positive's item inputs are as of its own time (its popularity then, its age then).
+
+    With ``liked`` (users x catalogue rows, the training likes), each batch carries
+    ``liked_by_user``: whether each example's user liked each other example's positive, per
+    replica slice (see :func:`~twotower_pipeline.model.losses.liked_by_row_user`), so the in-batch
+    softmax does not treat a user's other likes as negatives. Negatives of the margin loss are
+    [B, K, ...] so a replica's slice of the batch holds its examples' negatives."""
 
     def __init__(self, prepared: PreparedTraining, examples: Examples, batch_size: int, log_q: np.ndarray,
                  seed: int, sampler: NegativeSampler | None = None, negatives_per_example: int = 0,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, liked: sp.csr_matrix | None = None, replicas: int = 1) -> None:
         super().__init__()
         self.prepared, self.examples, self.batch_size = prepared, examples, batch_size
         self.log_q = log_q.astype(np.float32)
         self.sampler, self.negatives_per_example, self.shuffle = sampler, negatives_per_example, shuffle
+        self.liked, self.replicas = liked, replicas
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(examples)) if shuffle else np.arange(len(examples))
         self.drop_remainder = len(examples) >= batch_size
@@ -70,25 +87,41 @@ class ExampleBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         picked = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        if self.replicas > 1 and len(picked) >= self.replicas:
+            # tf.distribute splits a batch evenly or not at all (Keras builds the model from the
+            # replicas' slices, which must have one shape): a multiple of the replicas.
+            picked = picked[: len(picked) - len(picked) % self.replicas]
         rows = self.examples.history_rows[picked]
+        users = self.examples.users[picked]
         batch = self.prepared.tables.user_inputs(rows, self.examples.history_age_days[picked],
-                                                 self.prepared.demographics.take(self.examples.users[picked]))
+                                                 self.prepared.demographics.take(users))
         positives = self.examples.positive_rows[picked]
         batch.update({name: self.prepared.items[name][positives] for name in ITEM_INPUTS})
         batch["numeric"] = self.numeric[picked]
         batch["log_q"] = self.log_q[positives]
         batch["positive_row"] = positives
+        if self.liked is not None:
+            # As numbers: Keras reduces a sample batch across replicas to build the model, and
+            # tf.distribute cannot sum booleans.
+            batch["liked_by_user"] = liked_by_row_user(self.liked, users, positives, self.replicas).astype(np.uint8)
         if self.sampler is not None:
-            negatives = self.sampler.sample(self.examples.users[picked], self.negatives_per_example).reshape(-1)
-            batch.update({f"neg_{name}": self.prepared.items[name][negatives] for name in ITEM_INPUTS})
+            k = self.negatives_per_example
+            negatives = self.sampler.sample(users, k).reshape(-1)
+            batch.update({f"neg_{name}": _per_example(self.prepared.items[name][negatives], k)
+                          for name in ITEM_INPUTS})
             # Negatives are as of their example's time too: time inputs never tell positives apart.
-            times = np.repeat(self.examples.positive_times[picked], self.negatives_per_example)
-            batch["neg_numeric"] = self.prepared.numeric_at(negatives, times)
+            times = np.repeat(self.examples.positive_times[picked], k)
+            batch["neg_numeric"] = _per_example(self.prepared.numeric_at(negatives, times), k)
         return batch
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self.order = self.rng.permutation(len(self.examples))
+
+
+def _per_example(values: np.ndarray, k: int) -> np.ndarray:
+    """[B * k, ...] -> [B, k, ...]."""
+    return values.reshape((-1, k) + values.shape[1:])
 
 
 # -- model -----------------------------------------------------------------------------------
@@ -109,28 +142,23 @@ class TwoTowerRetrieval(keras.Model):
         users = self.user_tower({k: inputs[k] for k in USER_INPUTS}, training=training)
         positives = self.item_tower({k: inputs[k] for k in ITEM_INPUTS}, training=training)
         if self.loss_name == "margin":
-            negatives = self.item_tower({k: inputs[f"neg_{k}"] for k in ITEM_INPUTS}, training=training)
+            # [B, K, ...] -> [B * K, ...] for the tower, and its vectors back to [B, K, D].
+            flat = {k: ops.reshape(inputs[f"neg_{k}"], (-1,) + tuple(inputs[f"neg_{k}"].shape[2:]))
+                    for k in ITEM_INPUTS}
+            negatives = self.item_tower(flat, training=training)
+            negatives = ops.reshape(negatives, (-1, self.negatives_per_example, ops.shape(negatives)[-1]))
             return users, positives, negatives
         return users, positives
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The batch's loss, divided by the number of replicas in sync (see losses.replica_mean)."""
         if self.loss_name == "margin":
             users, positives, negatives = y_pred
-            negatives = ops.reshape(negatives, (-1, self.negatives_per_example, ops.shape(negatives)[-1]))
-            positive_score = ops.sum(users * positives, axis=-1, keepdims=True)
-            negative_score = ops.sum(ops.expand_dims(users, 1) * negatives, axis=-1)
-            return ops.mean(ops.relu(self.margin - positive_score + negative_score))
+            return replica_mean(margin_hinge(users, positives, negatives, self.margin))
         users, items = y_pred
-        logits = ops.matmul(users, ops.transpose(items)) / self.temperature
-        if self.logq_correction:
-            logits = logits - ops.expand_dims(x["log_q"], 0)
-        positives = x["positive_row"]
-        same_video = ops.equal(ops.expand_dims(positives, 1), ops.expand_dims(positives, 0))
-        diagonal = ops.eye(ops.shape(logits)[0], dtype="bool")
-        # A video that is another example's positive in the same batch is not a negative here.
-        logits = ops.where(ops.logical_and(same_video, ops.logical_not(diagonal)), -1e9, logits)
-        labels = ops.arange(ops.shape(logits)[0])
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        excluded = accidental_hits(x["positive_row"], x.get("liked_by_user"))
+        log_q = x["log_q"] if self.logq_correction else None
+        return replica_mean(in_batch_softmax(users, items, self.temperature, log_q, excluded))
 
 
 def embed_items(item_tower: keras.Model, items: dict[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
@@ -168,6 +196,48 @@ class EpochEvaluation(keras.callbacks.Callback):
             self.sampler.refresh_hard_pools(embed_users(towers.user_tower, inputs), item_vectors)
 
 
+class BestEpochStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on validation Recall@50 that keeps the best epoch's weights, whichever epoch
+    that was. When to stop is Keras' rule with ``start_from_epoch``: after ``min_epochs``, stop once
+    ``patience`` epochs bring no improvement. Keras' own restore only considers the epochs from
+    ``min_epochs`` on, so a model whose validation recall peaked earlier (and ``best_epoch`` in the
+    stats said so) kept a worse epoch's weights; here the best of all epochs is restored (the first
+    on a tie, as ``np.argmax`` of the history reports it)."""
+
+    def __init__(self, patience: int, min_epochs: int, monitor: str = "val_recall_at_50") -> None:
+        super().__init__(monitor=monitor, mode="max", patience=patience, restore_best_weights=False,
+                         start_from_epoch=min_epochs)
+        self.best_value: float | None = None
+        self.best_weights_any_epoch: list[np.ndarray] | None = None
+        self.best_epoch_any = -1
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.best_value, self.best_weights_any_epoch, self.best_epoch_any = None, None, -1
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and (self.best_value is None or float(value) > self.best_value):
+            self.best_value, self.best_epoch_any = float(value), epoch
+            self.best_weights_any_epoch = self.model.get_weights()
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if self.best_weights_any_epoch is not None:
+            self.model.set_weights(self.best_weights_any_epoch)
+
+
+def early_stopping(config: TrainingConfig) -> BestEpochStopping:
+    return BestEpochStopping(config.early_stopping_patience, config.min_epochs)
+
+
+def training_callbacks(prepared: PreparedTraining, sampler: NegativeSampler | None,
+                       config: TrainingConfig) -> list[keras.callbacks.Callback]:
+    """Validation recall (and fresh hard negatives) after each epoch, then early stopping on it."""
+    return [EpochEvaluation(prepared, sampler), early_stopping(config)]
+
+
 # -- result ----------------------------------------------------------------------------------
 @dataclass
 class TrainedTwoTower:
@@ -179,8 +249,18 @@ class TrainedTwoTower:
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
     stats: dict[str, float]
-    feature_importance: dict[str, float] = field(default_factory=dict)
+    importance: dict[str, GroupImportance] = field(default_factory=dict)  # per feature group
     prepared: PreparedTraining | None = field(default=None, repr=False)
+
+    @property
+    def feature_importance(self) -> dict[str, float]:
+        """Each feature group's mean drop in Recall@50 (what the feature_importance table stores)."""
+        return {group: value.mean for group, value in self.importance.items()}
+
+    @property
+    def feature_importance_std(self) -> dict[str, float]:
+        """The standard deviation of each group's drop over the repeated shuffles."""
+        return {group: value.std for group, value in self.importance.items()}
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -190,6 +270,7 @@ class TrainedTwoTower:
         (directory / "training.json").write_text(json.dumps({
             "config": asdict(self.config), "history": self.history, "metrics": self.metrics,
             "baselines": self.baselines, "stats": self.stats, "feature_importance": self.feature_importance,
+            "feature_importance_detail": {group: asdict(value) for group, value in self.importance.items()},
         }, indent=2))
 
     @classmethod
@@ -200,68 +281,14 @@ class TrainedTwoTower:
         user_tower, item_tower = build_towers(spec, config.tower)
         user_tower.load_weights(directory / "user_tower.weights.h5")
         item_tower.load_weights(directory / "item_tower.weights.h5")
+        detail = record.get("feature_importance_detail")
+        if detail is not None:
+            importance = {group: GroupImportance(**value) for group, value in detail.items()}
+        else:  # written before the shuffles were repeated: one shuffle, no spread
+            importance = {group: GroupImportance(float(mean), 0.0, 1)
+                          for group, mean in record.get("feature_importance", {}).items()}
         return cls(spec, config, user_tower, item_tower, record["history"], record["metrics"],
-                   record["baselines"], record["stats"], record.get("feature_importance", {}))
-
-
-FEATURE_GROUPS: dict[str, tuple[str, tuple[str, ...], int | None]] = {
-    # group name: (tower, inputs permuted together, numeric column or None)
-    "user: liked videos": ("user_tower", ("hist_video_idx",), None),
-    "user: genres of liked videos": ("user_tower", ("hist_genre_idx",), None),
-    "user: makers of liked videos": ("user_tower", ("hist_maker_idx",), None),
-    "user: prices of liked videos": ("user_tower", ("hist_price",), None),
-    "user: recency of likes": ("user_tower", ("hist_age_days",), None),
-    "user: demographics": ("user_tower", ("user_age_range_idx", "user_region_idx"), None),
-    "item: video id": ("item_tower", ("video_idx",), None),
-    "item: genre": ("item_tower", ("genre_idx",), None),
-    "item: maker": ("item_tower", ("maker_idx",), None),
-    "item: title and description": ("item_tower", ("text_idx", "text_weight"), None),
-    "item: performers": ("item_tower", ("performer_idx",), None),
-    "item: tags": ("item_tower", ("tag_idx",), None),
-    "item: price": ("item_tower", ("numeric",), 0),
-    "item: duration": ("item_tower", ("numeric",), 1),
-    "item: popularity": ("item_tower", ("numeric",), 2),
-    "item: age": ("item_tower", ("numeric",), 3),
-}
-
-
-def permutation_importance(trained: TrainedTwoTower, prepared: PreparedTraining, seed: int = 0,
-                           max_users: int = 500) -> dict[str, float]:
-    """Drop in served Recall@50 when one feature group is shuffled across users (or videos)."""
-    rng = np.random.default_rng(seed)
-    picked = np.sort(rng.permutation(len(prepared.holdout_user_ids))[:max_users])
-    users = prepared.holdout_user_ids[picked]
-    histories = user_histories(prepared.spec, prepared.snapshot, prepared.tables, only_users=set(users))
-    order = pd.Index(histories.user_ids).get_indexer(users)
-    user_inputs = {name: values[order] for name, values in histories.inputs.items()}
-    seen = [rows for i, rows in enumerate(holdout_seen(prepared)) if i in set(picked)]
-    holdout = HoldoutUsers(seen, [prepared.holdout_relevant[i] for i in picked])
-    base_users = embed_users(trained.user_tower, user_inputs)
-    base_items = embed_items(trained.item_tower, prepared.items)
-
-    def recall(user_vectors: np.ndarray, item_vectors: np.ndarray) -> float:
-        return evaluate_ranker(vector_scores(user_vectors, item_vectors), holdout, prepared.item_genres)[
-            "recall_at_50"]
-
-    baseline = recall(base_users, base_items)
-    importance = {}
-    for group, (tower, names, column) in FEATURE_GROUPS.items():
-        source = user_inputs if tower == "user_tower" else prepared.items
-        shuffled = dict(source)
-        permutation = rng.permutation(len(next(iter(source.values()))))
-        for name in names:
-            if column is None:
-                shuffled[name] = source[name][permutation]
-            else:
-                values = source[name].copy()
-                values[:, column] = values[permutation, column]
-                shuffled[name] = values
-        if tower == "user_tower":
-            score = recall(embed_users(trained.user_tower, shuffled), base_items)
-        else:
-            score = recall(base_users, embed_items(trained.item_tower, shuffled))
-        importance[group] = baseline - score
-    return importance
+                   record["baselines"], record["stats"], importance)
 
 
 def _strategy(config: TrainingConfig):
@@ -293,22 +320,21 @@ def train_two_tower(
         sampler = NegativeSampler(prepared.sequences.rows, prepared.popular.scores, config.negative_mix,
                                   config.hard_negative_pool, seed=config.seed)
 
-    with _strategy(config).scope():
+    strategy = _strategy(config)
+    with strategy.scope():
         user_tower, item_tower = build_towers(prepared.spec, config.tower)
         model = TwoTowerRetrieval(user_tower, item_tower, config)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    callbacks: list[keras.callbacks.Callback] = [
-        EpochEvaluation(prepared, sampler),
-        keras.callbacks.EarlyStopping(monitor="val_recall_at_50", mode="max",
-                                      patience=config.early_stopping_patience, restore_best_weights=True,
-                                      start_from_epoch=config.min_epochs),
-    ]
+    callbacks = training_callbacks(prepared, sampler, config)
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
         ))
+    liked = None
+    if config.loss == "sampled_softmax" and config.mask_user_likes:
+        liked = likes_matrix(prepared.sequences.rows, n_items)
     batches = ExampleBatches(prepared, prepared.train_examples, config.batch_size, log_q, config.seed, sampler,
-                             config.negatives_per_example)
+                             config.negatives_per_example, liked=liked, replicas=strategy.num_replicas_in_sync)
     fit_started = time.perf_counter()
     fit = model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=0)
     fit_seconds = time.perf_counter() - fit_started
@@ -321,8 +347,13 @@ def train_two_tower(
     baselines = baseline_metrics(prepared)
     trained = TrainedTwoTower(prepared.spec, config, user_tower, item_tower, history, metrics, baselines, {},
                               prepared=prepared)
+    importance_seconds = 0.0
     if importance:
-        trained.feature_importance = permutation_importance(trained, prepared, seed=config.seed)
+        importance_started = time.perf_counter()
+        trained.importance = permutation_importance(
+            prepared, lambda x: embed_users(user_tower, x), lambda x: embed_items(item_tower, x),
+            repeats=config.importance_repeats, seed=config.seed, max_users=config.importance_users)
+        importance_seconds = time.perf_counter() - importance_started
     trained.stats = {
         "train_likes": float(len(prepared.split.train)),
         "test_likes": float(len(prepared.split.test)),
@@ -339,6 +370,7 @@ def train_two_tower(
         "seconds_per_epoch": fit_seconds / max(epochs_run, 1),
         "examples_per_second": len(prepared.train_examples) * epochs_run / max(fit_seconds, 1e-9),
         "evaluation_seconds": time.perf_counter() - evaluation_started,
+        "importance_seconds": importance_seconds,
         "total_seconds": time.perf_counter() - started,
     }
     return trained
