@@ -389,6 +389,12 @@ def rollback_target(conn: psycopg.Connection) -> str | None:
     return next((version for (version,) in rows if has_vectors(conn, version)), None)
 
 
+def record_gate(conn: psycopg.Connection, version: str, gate: dict) -> None:
+    """Keep the promotion gate's decision with the version (its comparison, interval and verdict)."""
+    conn.execute("update public.embedding_model_versions set metrics = metrics || jsonb_build_object('gate', %s::jsonb) "
+                 "where version = %s", (json.dumps(gate), version))
+
+
 def reject_version(conn: psycopg.Connection, version: str, reason: str) -> None:
     """Record that this version will not serve (the gate refused it, or it could not be activated)
     and drop its vectors: only versions that have served are kept for rollback."""

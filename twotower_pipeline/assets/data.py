@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS, read_catalogue, read_likes, read_profiles
-from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES
+from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES, retries_only_transient
 from twotower_pipeline.resources import AppDatabase
 from twotower_pipeline.validation import (
     QualityRules,
@@ -48,6 +48,7 @@ class LikesWindow:
     description="Snapshot of the app's catalogue: videos with genre, maker, price, duration, text, "
     "performers and tags.",
 )
+@retries_only_transient
 def videos(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[pd.DataFrame]:
     with app_db.engine() as engine:
         frame = read_catalogue(engine)
@@ -73,6 +74,7 @@ def videos(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[
     "window (default: the last six months); a user's older likes still form their history, and every "
     "user with a like is served from it.",
 )
+@retries_only_transient
 def raw_likes(
     context: dg.AssetExecutionContext, config: LikesWindowConfig, app_db: AppDatabase
 ) -> dg.Output[LikesWindow]:
@@ -104,6 +106,7 @@ def raw_likes(
     description="Users' optional demographics (age range, region) from the app's profiles table; "
     "empty where the app has none (the user tower then treats every user's demographics as unknown).",
 )
+@retries_only_transient
 def user_profiles(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.Output[pd.DataFrame]:
     with app_db.engine() as engine:
         frame = read_profiles(engine)
@@ -137,6 +140,7 @@ def _quality_table(data: TrainingData) -> str:
         description="Every validation rule within its tolerance (Great Expectations).",
     )],
 )
+@retries_only_transient
 def training_data(
     context: dg.AssetExecutionContext,
     config: DataQualityConfig,

@@ -1,26 +1,30 @@
-"""The two-tower model: training with an MLflow run, offline metrics against baselines and the
-current champion, and the ONNX towers."""
+"""The two-tower model: training with an MLflow run, served metrics against the baselines, and the
+ONNX towers. The champion is compared with by the promotion gate (serving.py), on ONNX for both."""
 
 
 import base64
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from twotower_pipeline import vector_store
-from twotower_pipeline.assets import OWNERS, TRAINING_POOL, TRANSIENT_RETRIES, disk_full_is_final
+from twotower_pipeline.assets import (
+    OWNERS,
+    TRAINING_POOL,
+    TRANSIENT_RETRIES,
+    disk_full_is_final,
+    retries_only_transient,
+)
 from twotower_pipeline.model.config import TowerConfig, TrainingConfig
 from twotower_pipeline.model.dataset import HoldoutConfig
 from twotower_pipeline.model.evaluation import SEED_TARGETS
 from twotower_pipeline.model.negatives import NegativeMix
-from twotower_pipeline.model.preparation import TrainingDataError, held_out_after, score_towers
-from twotower_pipeline.publishing import load_version
+from twotower_pipeline.model.preparation import TrainingDataError
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.validation import TrainingData
 
@@ -41,7 +45,7 @@ _DEFAULTS = TrainingConfig()
 class TrainingRunConfig(dg.Config):
     """Hyper-parameters; editable in the launchpad for a one-off run. Defaults: ``TrainingConfig``'s."""
 
-    loss: str = _DEFAULTS.loss  # "sampled_softmax" or "margin" (the design document's contrastive loss)
+    loss: Literal["sampled_softmax", "margin"] = _DEFAULTS.loss  # "margin": the design document's contrastive loss
     epochs: int = _DEFAULTS.epochs
     batch_size: int = _DEFAULTS.batch_size
     learning_rate: float = _DEFAULTS.learning_rate
@@ -59,7 +63,10 @@ class TrainingRunConfig(dg.Config):
     holdout_fraction: float = _DEFAULTS.holdout.holdout_fraction
     seed: int = _DEFAULTS.seed
     feature_importance: bool = True
-    distribution: str = _DEFAULTS.distribution  # "mirrored": train on every visible GPU with tf.distribute
+    distribution: Literal["none", "mirrored"] = _DEFAULTS.distribution  # "mirrored": every visible GPU
+    # Which of the design document's inputs the towers use (ablations; the defaults use them all).
+    user_features: list[str] = list(_DEFAULTS.tower.user_features)
+    item_features: list[str] = list(_DEFAULTS.tower.item_features)
 
     def to_training_config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -76,14 +83,15 @@ class TrainingRunConfig(dg.Config):
             early_stopping_patience=self.early_stopping_patience,
             seed=self.seed,
             distribution=self.distribution,
-            tower=TowerConfig(embedding_dim=self.embedding_dim, dropout=self.dropout),
+            tower=TowerConfig(embedding_dim=self.embedding_dim, dropout=self.dropout,
+                              user_features=tuple(self.user_features), item_features=tuple(self.item_features)),
             holdout=HoldoutConfig(holdout_fraction=self.holdout_fraction),
         )
 
 
 @dataclass
 class ModelArtifacts:
-    """A trained version: where its files are and how it and the champion scored on its holdout."""
+    """A trained version: where its files are, how it was trained and how it scored on its holdout."""
 
     version: str
     directory: str
@@ -92,10 +100,7 @@ class ModelArtifacts:
     baselines: dict[str, dict[str, float]]
     stats: dict[str, float] = field(default_factory=dict)
     feature_importance: dict[str, float] = field(default_factory=dict)
-    champion_version: str | None = None
-    champion_metrics: dict[str, float] = field(default_factory=dict)
-    champion_note: str = ""
-    gate_metrics: dict[str, float] = field(default_factory=dict)  # this model on the champion comparison
+    training_config: dict = field(default_factory=dict)  # TrainingConfig, as a dict: the gate re-prepares its holdout
 
     def load(self, model_store: ModelStore) -> "TrainedTwoTower":
         from twotower_pipeline.model.training import TrainedTwoTower
@@ -111,10 +116,7 @@ class OnnxTowers:
     feature_spec_path: str
     mlflow_run_id: str
     metrics: dict[str, float]
-    champion_version: str | None = None
-    champion_metrics: dict[str, float] = field(default_factory=dict)
-    champion_note: str = ""
-    gate_metrics: dict[str, float] = field(default_factory=dict)
+    training_config: dict = field(default_factory=dict)
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -180,17 +182,6 @@ def metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, floa
     return "\n".join(lines)
 
 
-def _comparison_table(comparison: "ChampionComparison") -> str:
-    if not comparison.champion_metrics:
-        return comparison.note
-    lines = [comparison.note, "", f"| metric | this run | champion {comparison.version} |", "|---|---:|---:|"]
-    for name in REPORTED_METRICS:
-        ours, theirs = comparison.candidate_metrics.get(name), comparison.champion_metrics.get(name)
-        if ours is not None and theirs is not None:
-            lines.append(f"| {name} | {ours:.4f} | {theirs:.4f} |")
-    return "\n".join(lines)
-
-
 def _png_to_array(png: bytes) -> np.ndarray:
     import matplotlib.image
 
@@ -205,8 +196,8 @@ def _png_to_array(png: bytes) -> np.ndarray:
     description="Two-tower model (user and item towers, 64-d, dot-product score) trained on the likes "
     "window. Evaluated as it will be served: each user's most recent likes are held out, and what "
     "recommend_videos would return without them (the same user vectors, item vectors, exclusions and "
-    "cold-start lists as publishing writes) is scored against popularity, ItemKNN, EASE and the current "
-    "champion (served the same way), with permutation feature importance. One MLflow run per training.",
+    "cold-start lists as publishing writes) is scored against popularity, ItemKNN and EASE, with "
+    "permutation feature importance. One MLflow run per training.",
     pool=TRAINING_POOL,
     check_specs=[dg.AssetCheckSpec(
         "model_quality", asset="two_tower_model", blocking=True,
@@ -214,13 +205,13 @@ def _png_to_array(png: bytes) -> np.ndarray:
         "held-out likes); a warning when it is below ItemKNN.",
     )],
 )
+@retries_only_transient
 def two_tower_model(
     context: dg.AssetExecutionContext,
     config: TrainingRunConfig,
     training_data: TrainingData,
     mlflow_tracking: MlflowTracking,
     model_store: ModelStore,
-    app_db: AppDatabase,
 ):
     import mlflow
 
@@ -243,18 +234,12 @@ def two_tower_model(
         except (TrainingDataError, ValueError) as error:
             mlflow.set_tag("twotower.failure", str(error))
             raise dg.Failure(f"training stopped: {error}", allow_retries=False) from error
-        comparison = compare_with_champion(app_db, trained)
         directory = model_store.version_dir(version)
         with disk_full_is_final(f"the model store ({directory})"):
             trained.save(directory)
         mlflow.log_metrics({k: v for k, v in trained.metrics.items() if math.isfinite(v)})
         for baseline, values in trained.baselines.items():
             mlflow.log_metrics({f"{baseline}_{k}": v for k, v in values.items()})
-        if comparison.champion_metrics:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in comparison.champion_metrics.items()})
-            mlflow.log_metrics({f"gate_{k}": v for k, v in comparison.candidate_metrics.items()})
-            mlflow.set_tag("twotower.champion_version", comparison.version)
-            mlflow.set_tag("twotower.champion_comparison", comparison.note)
         mlflow.log_metrics({f"data_{k}": v for k, v in trained.stats.items()})
         mlflow.log_metrics({f"importance.{_metric_name(k)}": v for k, v in trained.feature_importance.items()})
         curve = loss_curve_png(trained.history)
@@ -268,16 +253,13 @@ def two_tower_model(
     with disk_full_is_final(f"the model store ({model_store.base_path})"):
         location = model_store.publish(version)
     artifacts = ModelArtifacts(version, location, run_id, trained.metrics, trained.baselines,
-                               trained.stats, trained.feature_importance, comparison.version,
-                               comparison.champion_metrics, comparison.note, comparison.candidate_metrics)
+                               trained.stats, trained.feature_importance, asdict(training_config))
     metadata = {
         "version": dg.MetadataValue.text(version),
         "loss": dg.MetadataValue.text(training_config.loss),
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_link(run_id)),
         "metrics": dg.MetadataValue.md(metrics_table(trained.metrics, trained.baselines)),
         "loss_curve": _markdown_image(curve, "loss curve"),
-        "champion": dg.MetadataValue.text(comparison.note),
-        "champion_comparison": dg.MetadataValue.md(_comparison_table(comparison)),
         "cold_start": dg.MetadataValue.text(_cold_start_note(trained)),
     }
     if trained.feature_importance:
@@ -287,8 +269,6 @@ def two_tower_model(
     for baseline, values in trained.baselines.items():
         metadata.update({f"{baseline}_{k}": dg.MetadataValue.float(float(v)) for k, v in values.items()
                          if k in REPORTED_METRICS})
-    metadata.update({f"champion_{k}": dg.MetadataValue.float(float(v))
-                     for k, v in comparison.champion_metrics.items() if k in REPORTED_METRICS})
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in trained.stats.items()})
     yield dg.Output(artifacts, metadata=metadata)
 
@@ -343,53 +323,6 @@ def _metric_name(group: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in group).strip("_")
 
 
-MIN_FAIR_COMPARISON_USERS = 20
-
-
-@dataclass(frozen=True)
-class ChampionComparison:
-    version: str | None
-    champion_metrics: dict[str, float]
-    candidate_metrics: dict[str, float]  # the candidate on the same held-out likes
-    note: str
-
-
-def compare_with_champion(app_db: AppDatabase, trained: "TrainedTwoTower") -> ChampionComparison:
-    """Score the active version and the candidate on the same held-out likes.
-
-    Preferably on the likes made after the champion's own training data ended, which neither model
-    saw; with too few of those, on this run's whole holdout (where the champion saw some likes).
-    """
-    prepared = trained.prepared
-    with app_db.connect() as conn:
-        champion = vector_store.active_record(conn)
-    if champion is None:
-        return ChampionComparison(None, {}, trained.metrics, "no active model version: this model is the first")
-    try:
-        model = load_version(champion)
-    except Exception as error:  # noqa: BLE001 - any unreadable champion falls back to its records
-        recorded = {k: float(v) for k, v in champion.metrics.items() if k in REPORTED_METRICS}
-        return ChampionComparison(champion.version, recorded, trained.metrics, (
-            f"champion {champion.version} could not be loaded ({type(error).__name__}: {error}); compared with "
-            "its recorded metrics, from another holdout"))
-    cutoff = pd.Timestamp(model.spec.reference_time)
-    later = held_out_after(prepared, cutoff)
-    if len(later.user_ids) >= MIN_FAIR_COMPARISON_USERS:
-        likes = sum(len(rows) for rows in later.relevant)
-        held_out, note = later, (f"both served and scored on the {likes} held-out likes of {len(later.user_ids)} "
-                                 f"users made after the champion's training data ended ({cutoff:%Y-%m-%d %H:%M %Z})")
-    else:
-        held_out, note = None, ("both served and scored on this run's holdout: too few held-out likes after the "
-                                "champion's training data ended for a comparison on likes neither saw")
-    from twotower_pipeline.model.training import embed_items, embed_users
-
-    champion_metrics = score_towers(prepared, model.spec, model.embed_users, model.embed_items, held_out)
-    candidate_metrics = trained.metrics if held_out is None else score_towers(
-        prepared, prepared.spec, lambda x: embed_users(trained.user_tower, x),
-        lambda x: embed_items(trained.item_tower, x), held_out)
-    return ChampionComparison(champion.version, champion_metrics, candidate_metrics, note)
-
-
 def parity_samples(trained: "TrainedTwoTower", size: int = 256, seed: int = 0) -> tuple[dict, dict]:
     """Realistic tower inputs for the parity check: random ids and histories with padding."""
     rng = np.random.default_rng(seed)
@@ -432,6 +365,7 @@ def parity_samples(trained: "TrainedTwoTower", size: int = 256, seed: int = 0) -
         description=f"ONNX Runtime matches TensorFlow within {MAX_PARITY_DIFF} and each file is <= 50 MB.",
     )],
 )
+@retries_only_transient
 def onnx_towers(
     context: dg.AssetExecutionContext,
     two_tower_model: ModelArtifacts,
@@ -498,10 +432,7 @@ def onnx_towers(
             feature_spec_path=f"{location}/feature_spec.json",
             mlflow_run_id=two_tower_model.mlflow_run_id,
             metrics=two_tower_model.metrics,
-            champion_version=two_tower_model.champion_version,
-            champion_metrics=two_tower_model.champion_metrics,
-            champion_note=two_tower_model.champion_note,
-            gate_metrics=two_tower_model.gate_metrics or two_tower_model.metrics,
+            training_config=two_tower_model.training_config,
         ),
         metadata={
             "version": dg.MetadataValue.text(two_tower_model.version),

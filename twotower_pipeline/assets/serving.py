@@ -3,14 +3,17 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
 from twotower_pipeline import vector_store
-from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES
+from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES, retries_only_transient
 from twotower_pipeline.assets.model import OnnxTowers
-from twotower_pipeline.model.evaluation import GATE_METRICS
-from twotower_pipeline.promotion import PromotionDecision, decide_promotion
+from twotower_pipeline.model.config import TrainingConfig
+from twotower_pipeline.model.preparation import prepare_training
+from twotower_pipeline.promotion import GateRule, PromotionDecision, gate
 from twotower_pipeline.publishing import (
     EmbeddingReport,
     ServingModel,
@@ -23,6 +26,7 @@ from twotower_pipeline.publishing import (
 )
 from twotower_pipeline.resources import AppDatabase, MlflowTracking
 from twotower_pipeline.status import ACTIVE_MODEL_MAX_AGE_DAYS
+from twotower_pipeline.validation import TrainingData
 
 GROUP = "serving"
 
@@ -30,9 +34,18 @@ GROUP = "serving"
 catalogue_shards = dg.StaticPartitionsDefinition(list(vector_store.SHARDS))
 
 
+_GATE = GateRule()
+
+
 class ServingConfig(dg.Config):
-    primary_metric: str = "recall_at_50"  # the promotion gate's measure
-    min_improvement: float = 0.0  # how much better than the champion a candidate must be
+    """The promotion gate's rule (promotion.GateRule), and the index of the version that goes live."""
+
+    primary_metric: Literal["recall_at_50", "ndcg_at_10", "precision_at_10", "auc"] = _GATE.metric
+    # The candidate goes live unless it may be worse than the champion by more than this share of
+    # the champion's score (the lower end of the 95% interval of the paired difference).
+    relative_margin: float = Field(default=_GATE.relative_margin, ge=-1.0, le=1.0)
+    min_held_out_likes: int = Field(default=_GATE.min_held_out_likes, ge=1)
+    bootstrap_samples: int = Field(default=_GATE.bootstrap_samples, ge=100)
     hnsw_m: int = 16
     hnsw_ef_construction: int = 128  # recall@10 0.94 at 64, 0.999 at 128 (bench/serving_benchmark.py)
     keep_versions: int = vector_store.KEEP_VERSIONS
@@ -134,6 +147,7 @@ def _shard_table(reports: dict[str, EmbeddingReport], shards: list[str]) -> str:
     "version under by_version); a run of several partitions writes them together, so a partition's seconds "
     "are its share of the run's time, and the run's totals are under run_* on each of its partitions.",
 )
+@retries_only_transient
 def item_embeddings(
     context: dg.AssetExecutionContext, config: ItemEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
 ) -> dg.MaterializeResult:
@@ -174,6 +188,7 @@ def item_embeddings(
     "and the popular videos of each demographic segment for users without likes, from the newest "
     "exported version.",
 )
+@retries_only_transient
 def user_embeddings(
     context: dg.AssetExecutionContext, onnx_towers: OnnxTowers, app_db: AppDatabase
 ) -> dg.Output[UserEmbeddings]:
@@ -202,14 +217,17 @@ def user_embeddings(
     # Materialised only when a version is activated, so freshness tracks the live model's age.
     output_required=False,
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=ACTIVE_MODEL_MAX_AGE_DAYS)),
-    description="The model version the app serves. The promotion gate compares the candidate with the "
-    "champion on the candidate's holdout; a candidate at least as good gets its HNSW index, any video or "
-    "user that arrived meanwhile is embedded, completeness is checked, and both towers switch in one "
-    "transaction. The newest versions' vectors are kept for rollback.",
+    description="The model version the app serves. The promotion gate serves the candidate and the "
+    "champion (each with its own ONNX towers) on the same held-out likes and compares them user by user "
+    "(a paired bootstrap interval); a candidate that is not worse by more than the margin gets its HNSW "
+    "index, any video or user that arrived meanwhile is embedded, completeness is checked, and both "
+    "towers switch in one transaction. The newest versions' vectors are kept for rollback.",
     check_specs=[
         dg.AssetCheckSpec(
             "promotion_gate", asset="active_model_version",
-            description="The candidate's primary metric is at least the champion's on the same holdout.",
+            description="Served on the same held-out likes, the candidate is not worse than the champion by "
+            "more than the margin (95% interval of the paired difference); the verdict says better, not "
+            "different or worse.",
         ),
         dg.AssetCheckSpec(
             "vectors_complete", asset="active_model_version",
@@ -218,65 +236,56 @@ def user_embeddings(
         ),
     ],
 )
+@retries_only_transient
 def active_model_version(
     context: dg.AssetExecutionContext,
     config: ServingConfig,
     onnx_towers: OnnxTowers,
     user_embeddings: UserEmbeddings,
+    training_data: TrainingData,
     app_db: AppDatabase,
     mlflow_tracking: MlflowTracking,
 ):
     version = onnx_towers.version
-    if config.primary_metric not in GATE_METRICS:
-        raise dg.Failure(f"active_model_version config: primary_metric must be one of {GATE_METRICS}, "
-                         f"got {config.primary_metric!r}", allow_retries=False)
     if user_embeddings.version != version:
         raise dg.Failure(
             f"user embeddings are of version {user_embeddings.version}, item towers of {version}; "
             "re-run user_embeddings for the newest version", allow_retries=False,
         )
     now = datetime.now(UTC)
+    rule = GateRule(config.primary_metric, config.relative_margin, config.min_held_out_likes,
+                    bootstrap_samples=config.bootstrap_samples)
+    candidate = _serving_model(onnx_towers)
     with app_db.connect() as conn:
         active_now = vector_store.active_version(conn)
+        champion = vector_store.active_record(conn)
     if active_now == version:
         # A retry of this step after the switch had committed: the candidate is already live.
         decision = PromotionDecision(True, f"{version} is already the active version (activated by an earlier "
-                                     "attempt of this step)", config.primary_metric,
-                                     onnx_towers.gate_metrics.get(config.primary_metric, float("nan")),
-                                     onnx_towers.champion_version, None)
+                                     "attempt of this step)", None)
     else:
-        decision = decide_promotion(version, onnx_towers.gate_metrics, onnx_towers.champion_version,
-                                    onnx_towers.champion_metrics, active_now, config.primary_metric,
-                                    config.min_improvement, comparison=onnx_towers.champion_note)
-    yield dg.AssetCheckResult(
-        check_name="promotion_gate",
-        passed=decision.promote,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=decision.reason,
-        metadata={
-            "metric": dg.MetadataValue.text(decision.metric),
-            "candidate": dg.MetadataValue.float(decision.candidate_score),
-            "champion": dg.MetadataValue.float(decision.champion_score if decision.champion_score is not None
-                                               else float("nan")),
-            "champion_version": dg.MetadataValue.text(decision.champion_version or "none"),
-            "comparison": dg.MetadataValue.text(onnx_towers.champion_note),
-        },
-    )
+        def holdout():
+            data = training_data
+            return prepare_training(data.catalogue, data.likes, TrainingConfig.from_dict(onnx_towers.training_config),
+                                    data.profiles, data.as_of, data.window_days)
+
+        decision = gate(candidate, champion, active_now, holdout, load_version, rule)
+    _record_gate(decision, version, rule, app_db, mlflow_tracking, onnx_towers.mlflow_run_id)
+    yield _gate_result(decision, rule)
     if not decision.promote:
-        with app_db.connect() as conn:
-            vector_store.reject_version(conn, version, decision.reason)
-        _tag_run(mlflow_tracking, onnx_towers.mlflow_run_id, "rejected", decision.reason)
         context.log.warning(f"candidate {version} rejected: {decision.reason}")
         if active_now is not None:
             yield _completeness_result(_completeness(app_db, active_now))
         else:
             yield dg.AssetCheckResult(check_name="vectors_complete", passed=False,
                                       description="no version serves: the first candidate was rejected")
+        if decision.champion_unavailable:  # no fair comparison: the run fails, so the failure alert fires
+            raise dg.Failure(decision.reason, allow_retries=False)
         return  # no new materialisation: the active version is unchanged (see the promotion_gate check)
 
     url = app_db.resolved_url()
     try:
-        activation = activate(url, _serving_model(onnx_towers), now, config.keep_versions,
+        activation = activate(url, candidate, now, config.keep_versions,
                               expected_active=active_now, hnsw_m=config.hnsw_m,
                               hnsw_ef_construction=config.hnsw_ef_construction)
     except vector_store.IncompleteVersion as incomplete:
@@ -294,11 +303,57 @@ def active_model_version(
     metadata = {
         "active_version": dg.MetadataValue.text(version),
         "reason": dg.MetadataValue.text(decision.reason),
+        "verdict": dg.MetadataValue.text(decision.verdict),
         "previous_version": dg.MetadataValue.text(activation.previous or "none"),
         "dropped_versions": dg.MetadataValue.json(activation.dropped),
     }
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in onnx_towers.metrics.items()})
     yield dg.Output(None, metadata=metadata)
+
+
+def _gate_result(decision: PromotionDecision, rule: GateRule) -> dg.AssetCheckResult:
+    metadata: dict[str, dg.MetadataValue] = {
+        "verdict": dg.MetadataValue.text(decision.verdict),
+        "champion_version": dg.MetadataValue.text(decision.champion_version or "none"),
+        "relative_margin": dg.MetadataValue.float(rule.relative_margin),
+    }
+    c = decision.comparison
+    if c is not None:
+        metadata.update({
+            "metric": dg.MetadataValue.text(c.metric),
+            "candidate": dg.MetadataValue.float(c.candidate),
+            "champion": dg.MetadataValue.float(c.champion),
+            "difference": dg.MetadataValue.float(c.difference),
+            "interval_low": dg.MetadataValue.float(c.low),
+            "interval_high": dg.MetadataValue.float(c.high),
+            "users": dg.MetadataValue.int(c.users),
+            "held_out_likes": dg.MetadataValue.int(c.held_out_likes),
+            "held_out": dg.MetadataValue.text(c.held_out),
+        })
+    return dg.AssetCheckResult(check_name="promotion_gate", passed=decision.promote,
+                               severity=dg.AssetCheckSeverity.WARN, description=decision.reason, metadata=metadata)
+
+
+def _record_gate(decision: PromotionDecision, version: str, rule: GateRule, app_db: AppDatabase,
+                 mlflow_tracking: MlflowTracking, run_id: str) -> None:
+    """The decision, its interval and counts: on the version's row and on the candidate's MLflow run."""
+    record = {"promote": decision.promote, "verdict": decision.verdict, "reason": decision.reason,
+              "relative_margin": rule.relative_margin,
+              **(decision.comparison.as_metadata() if decision.comparison else {})}
+    with app_db.connect() as conn:
+        vector_store.record_gate(conn, version, record)
+        if not decision.promote:
+            vector_store.reject_version(conn, version, decision.reason)
+    client = mlflow_tracking.client()
+    if decision.comparison is not None:
+        c = decision.comparison
+        for name, value in (("candidate", c.candidate), ("champion", c.champion), ("difference", c.difference),
+                            ("interval_low", c.low), ("interval_high", c.high), ("users", c.users),
+                            ("held_out_likes", c.held_out_likes)):
+            client.log_metric(run_id, f"gate_{name}", float(value))
+    client.set_tag(run_id, "twotower.gate_verdict", decision.verdict)
+    if not decision.promote:
+        _tag_run(mlflow_tracking, run_id, "rejected", decision.reason)
 
 
 def _tag_run(mlflow_tracking: MlflowTracking, run_id: str, outcome: str, reason: str) -> None:

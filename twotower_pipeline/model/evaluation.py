@@ -18,9 +18,6 @@ NDCG_K = 10
 PRECISION_K = 10
 AUC_NEGATIVES = 100
 
-# Metrics the promotion gate may compare (higher is better).
-GATE_METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_50")
-
 # The design document's targets (Precision@10, Recall@50, NDCG@10, coverage).
 SEED_TARGETS = {"precision_at_10": 0.15, "recall_at_50": 0.30, "ndcg_at_10": 0.20, "coverage_at_50": 0.70}
 
@@ -92,18 +89,47 @@ def _entropy_bits(labels: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def evaluate_ranker(
+@dataclass(frozen=True)
+class PerUserMetrics:
+    """Each held-out user's Recall@50, Precision@10, NDCG@10, AUC and genre entropy@10 (aligned with
+    the holdout's users), the catalogue rows shown in any top 10 / top 50, and each user's held-out likes."""
+
+    recall_at_50: np.ndarray
+    precision_at_10: np.ndarray
+    ndcg_at_10: np.ndarray
+    auc: np.ndarray
+    genre_entropy_at_10: np.ndarray
+    shown_10: np.ndarray
+    shown_50: np.ndarray
+    held_out_likes: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        n = len(self.recall_at_50)
+        if n == 0:
+            return {name: 0.0 for name in ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc",
+                                           "coverage_at_10", "coverage_at_50", "genre_entropy_at_10",
+                                           "holdout_users")}
+        return {
+            "recall_at_50": float(self.recall_at_50.mean()),
+            "precision_at_10": float(self.precision_at_10.mean()),
+            "ndcg_at_10": float(self.ndcg_at_10.mean()),
+            "auc": float(self.auc.mean()),
+            "coverage_at_10": float(self.shown_10.mean()),
+            "coverage_at_50": float(self.shown_50.mean()),
+            "genre_entropy_at_10": float(self.genre_entropy_at_10.mean()),
+            "holdout_users": float(n),
+        }
+
+
+def per_user_metrics(
     score_chunk: ScoreChunk,
     holdout: HoldoutUsers,
     item_genres: np.ndarray,
     chunk: int = 256,
     seed: int = 0,
-) -> dict[str, float]:
-    """Recall@50, Precision@10, NDCG@10, AUC, coverage@10/@50 and genre entropy@10 in one pass."""
+) -> PerUserMetrics:
+    """Every user's metrics in one pass over the catalogue scores, a chunk of users at a time."""
     n_users, n_items = len(holdout), len(item_genres)
-    if n_users == 0:
-        return {name: 0.0 for name in ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_10",
-                                       "coverage_at_50", "genre_entropy_at_10", "holdout_users")}
     rng = np.random.default_rng(seed)
     discounts = 1.0 / np.log2(np.arange(2, NDCG_K + 2))
     recalls, precisions, ndcgs, aucs, entropies = [], [], [], [], []
@@ -126,16 +152,21 @@ def evaluate_ranker(
             entropies.append(_entropy_bits(item_genres[row[:PRECISION_K]]))
             shown_10[row[:PRECISION_K]] = True
             shown_50[row] = True
-    return {
-        "recall_at_50": float(np.mean(recalls)),
-        "precision_at_10": float(np.mean(precisions)),
-        "ndcg_at_10": float(np.mean(ndcgs)),
-        "auc": float(np.mean(aucs)),
-        "coverage_at_10": float(shown_10.mean()),
-        "coverage_at_50": float(shown_50.mean()),
-        "genre_entropy_at_10": float(np.mean(entropies)),
-        "holdout_users": float(n_users),
-    }
+    return PerUserMetrics(np.asarray(recalls, dtype=np.float64), np.asarray(precisions, dtype=np.float64),
+                          np.asarray(ndcgs, dtype=np.float64), np.asarray(aucs, dtype=np.float64),
+                          np.asarray(entropies, dtype=np.float64), shown_10, shown_50,
+                          np.array([len(r) for r in holdout.relevant], dtype=np.int64))
+
+
+def evaluate_ranker(
+    score_chunk: ScoreChunk,
+    holdout: HoldoutUsers,
+    item_genres: np.ndarray,
+    chunk: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Recall@50, Precision@10, NDCG@10, AUC, coverage@10/@50 and genre entropy@10 in one pass."""
+    return per_user_metrics(score_chunk, holdout, item_genres, chunk, seed).summary()
 
 
 def vector_scores(user_vectors: np.ndarray, item_vectors: np.ndarray) -> ScoreChunk:
