@@ -2,17 +2,20 @@
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
 import pytest
 import yaml
 
+from twotower_pipeline import db, status
 from twotower_pipeline.definitions import build_definitions
 from twotower_pipeline.resources import AlertWebhook
 from twotower_pipeline.retrain import LOCAL_INSTANCE_CONFIG
 from twotower_pipeline.sensors import run_failure_alert
 from twotower_pipeline.settings import PROJECT_ROOT, Settings
+from twotower_pipeline.status import PipelineStatus, pipeline_status
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -109,7 +112,71 @@ def test_the_local_instance_accepts_the_concurrency_settings(tmp_path):
         instance.dispose()
 
 
-def test_the_active_model_is_expected_to_be_at_most_8_days_old():
+# -- freshness of the active model (twotower status) ---------------------------------------------------
+
+NOW = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)  # a Monday, after the 03:00 retrain
+WEEK_AND_A_DAY = timedelta(days=8)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """status.py's clock stopped at NOW."""
+
+    class Stopped(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return NOW.astimezone(tz) if tz else NOW.replace(tzinfo=None)
+
+    monkeypatch.setattr(status, "datetime", Stopped)
+    return NOW
+
+
+def _status(activated_at: datetime | None) -> PipelineStatus:
+    version = "tt-20260302" if activated_at else None
+    return PipelineStatus(active_version=version, activated_at=activated_at, metrics={"recall_at_50": 0.31},
+                          latest_candidate=None, last_retrain=None)
+
+
+def _freshness_line(report: PipelineStatus) -> str:
+    return report.lines()[0]
+
+
+def test_a_model_activated_by_last_weeks_retrain_is_fresh(clock):
+    report = _status(NOW - timedelta(days=7, hours=9))
+    assert report.age_days == pytest.approx(7.375)
+    assert report.fresh
+    assert _freshness_line(report).endswith("(7.4 days ago, fresh)")
+
+
+def test_a_model_that_missed_a_retrain_is_stale(clock):
+    report = _status(NOW - timedelta(days=14))
+    assert report.age_days == pytest.approx(14.0) and not report.fresh
+    assert "(14.0 days ago, STALE (older than 8 days))" in _freshness_line(report)
+
+
+def test_freshness_ends_at_exactly_a_week_and_a_day(clock):
+    assert _status(NOW - WEEK_AND_A_DAY).fresh  # the limit itself is still fresh
+    late = _status(NOW - WEEK_AND_A_DAY - timedelta(seconds=1))
+    assert not late.fresh and "STALE" in _freshness_line(late)
+
+
+def test_without_an_active_model_nothing_is_fresh(clock):
+    report = _status(None)
+    assert report.age_days is None and not report.fresh
+    assert _freshness_line(report) == "active model: none (run `twotower retrain`)"
+
+
+def test_a_database_that_never_ran_the_pipeline_reports_no_model_and_no_retrain(database_url, clock):
+    with dg.instance_for_test() as instance, db.connect(database_url) as conn:
+        report = pipeline_status(conn, instance)
+    assert report.active_version is None and not report.fresh
+    assert report.lines() == ["active model: none (run `twotower retrain`)",
+                              "last weekly retrain: none recorded in this Dagster instance"]
+
+
+def test_twotower_status_and_dagsters_freshness_policy_agree_on_when_the_model_is_stale(clock):
+    """The CLI's STALE and the active_model_version asset's freshness policy fail at the same age."""
     node = build_definitions(Settings.from_env()).resolve_asset_graph().get(dg.AssetKey("active_model_version"))
-    assert node.freshness_policy is not None
-    assert node.freshness_policy.fail_window.to_timedelta().days == 8
+    fail_window = node.freshness_policy.fail_window.to_timedelta()
+    assert _status(NOW - fail_window).fresh
+    assert not _status(NOW - fail_window - timedelta(seconds=1)).fresh
