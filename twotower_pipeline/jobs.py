@@ -5,9 +5,13 @@ import os
 
 import dagster as dg
 import yaml
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from twotower_pipeline.vector_store import SHARDS
+
+# The run tags by which one run materialises a range of partitions (what a single-run backfill sets).
+# Dagster exports no public symbol for them; these are the tag strings its docs and examples pass.
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 RETRAIN_CRON_ENV = "TWOTOWER_RETRAIN_CRON"
 WEEKLY_RUN_CONFIG_ENV = "TWOTOWER_WEEKLY_RUN_CONFIG"  # a YAML file: e.g. GPU pods for training

@@ -1,14 +1,23 @@
 """Past one machine by configuration only: the definitions loaded with the production settings."""
 
+import pickle
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from twotower_pipeline import db
+from twotower_pipeline.app_data import read_catalogue
 from twotower_pipeline.definitions import build_definitions
+from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
 from twotower_pipeline.jobs import WEEKLY_RUN_CONFIG_ENV, weekly_retrain_schedule
+from twotower_pipeline.resources import ModelStore
 from twotower_pipeline.settings import PROJECT_ROOT, Settings
 
 KUBERNETES = PROJECT_ROOT / "deploy" / "kubernetes"
@@ -70,10 +79,9 @@ def test_gpu_training_is_a_run_config_that_the_weekly_job_accepts(production):
     limits = config["execution"]["config"]["per_step_k8s_config"]["two_tower_model"]["container_config"]
     assert limits["resources"]["limits"]["nvidia.com/gpu"] == 1
     job = defs.resolve_job_def("weekly_retrain")
-    assert job.run_config_schema.config_type is not None
-    from dagster._config import process_config
-
-    assert process_config(job.run_config_schema.config_type, config).success
+    assert dg.validate_run_config(job, config)["ops"]["two_tower_model"]["config"]["distribution"] == "mirrored"
+    with pytest.raises(dg.DagsterInvalidConfigError):  # the same check refuses an op the job does not have
+        dg.validate_run_config(job, {**config, "ops": {**config["ops"], "no_such_step": {"config": {}}}})
 
 
 def test_the_weekly_run_config_is_the_file_the_image_holds():
@@ -187,37 +195,165 @@ def test_the_helm_values_launch_runs_as_pods_with_the_same_secrets(production):
     assert "TWOTOWER_DATABASE_URL" not in {item["name"] for item in deployment["env"]}  # only in the secret
 
 
-def test_model_files_round_trip_through_object_storage(tmp_path):
-    """memory:// stands in for s3:// (same fsspec interface, no network)."""
-    from twotower_pipeline.resources import ModelStore
+# -- object storage: the project's model store and IO manager against a real S3 API ----------------
+# moto's server speaks S3 over HTTP on 127.0.0.1 in this process; s3fs (through universal-pathlib)
+# talks to it exactly as it would to AWS, with the endpoint and credentials from the environment.
 
-    store = ModelStore(base_path="memory://twotower-models", cache_dir=str(tmp_path / "cache"))
+BUCKET = "twotower-pipeline"  # the bucket of values.yaml's TWOTOWER_ASSET_STORAGE and TWOTOWER_MODEL_STORE
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _new_pod() -> None:
+    """Forget every open S3 connection and listing, as a step in another pod would start."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch, tmp_path):
+    """An empty bucket on the local server, and a pod's environment: the deployment's storage URLs
+    (values.yaml), the endpoint and made-up credentials; nothing read from ~/.aws, no metadata service."""
+    import boto3
+
+    env = {item["name"]: item["value"] for item in _deployment()["env"]}
+    for name in ("TWOTOWER_ASSET_STORAGE", "TWOTOWER_MODEL_STORE"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("TWOTOWER_HOME", str(tmp_path / "pod"))
+    for name in ("TWOTOWER_EXECUTOR", "TWOTOWER_DATABASE_URL", "DAGSTER_HOME", "AWS_PROFILE", "AWS_SESSION_TOKEN",
+                 "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL": s3_endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+                        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3")
+    for listed in client.list_buckets()["Buckets"]:  # the server lives for the module: start each test empty
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=listed["Name"]):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=listed["Name"], Key=item["Key"])
+        client.delete_bucket(Bucket=listed["Name"])
+    client.create_bucket(Bucket=BUCKET)
+    _new_pod()
+    yield client
+    _new_pod()
+
+
+def _bucket(client, prefix: str) -> dict[str, bytes]:
+    """Every object under prefix, read straight from the server (not through fsspec)."""
+    keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+            for item in page.get("Contents", [])]
+    return {key: client.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
+
+
+def _version_files() -> dict[str, bytes]:
+    """What two_tower_model writes for a version (TrainedTwoTower.save); the weights big enough that
+    s3fs uploads them in parts, as it does real weights."""
+    rng = np.random.default_rng(3)
+    return {
+        "feature_spec.json": b'{"videos": ["0f4c", "a1b2"], "genres": ["Drama"]}',
+        "training.json": b'{"config": {"epochs": 8}, "metrics": {"recall_at_50": 0.31}}',
+        "user_tower.weights.h5": rng.bytes(6 * 2**20 + 17),
+        "item_tower.weights.h5": rng.bytes(300_001),
+    }
+
+
+def test_a_published_version_is_in_the_bucket_and_another_pod_reads_it_back_byte_identical(s3, tmp_path):
+    store = build_definitions(Settings.from_env()).resources["model_store"]
+    assert store.base_path == f"s3://{BUCKET}/models"
     work = store.version_dir("tt-1")
-    assert not str(work).startswith("memory")  # steps write locally first
-    (work / "feature_spec.json").write_text('{"videos": []}')
-    (work / "user_tower.onnx").write_bytes(b"\x08\x07onnx")
+    assert work.is_relative_to(tmp_path / "pod")  # a step writes a local working copy first
+    files = _version_files()
+    for name, content in files.items():
+        (work / name).write_bytes(content)
+
     location = store.publish("tt-1")
-    assert location == "memory://twotower-models/tt-1"
+    assert location == f"s3://{BUCKET}/models/tt-1"
+    assert _bucket(s3, "") == {f"models/tt-1/{name}": content for name, content in files.items()}
 
-    fresh = ModelStore(base_path="memory://twotower-models", cache_dir=str(tmp_path / "other-pod"))
-    folder = fresh.local(location)
-    assert (folder / "feature_spec.json").read_text() == '{"videos": []}'
-    single = fresh.local(f"{location}/user_tower.onnx")
-    assert single.read_bytes() == b"\x08\x07onnx" and str(single).startswith(str(tmp_path / "other-pod"))
+    _new_pod()
+    other = ModelStore(base_path=store.base_path, cache_dir=str(tmp_path / "other-pod" / "cache"))
+    folder = other.local(location)
+    assert folder.is_relative_to(tmp_path / "other-pod")
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == files
 
 
-def test_the_io_manager_stores_assets_under_an_object_storage_base_path():
-    @dg.asset
-    def catalogue_snapshot() -> list[str]:
-        return ["video-1", "video-2"]
+def test_the_onnx_step_adds_to_a_published_version_and_serving_reads_one_file_once(s3, tmp_path):
+    """two_tower_model publishes the weights; onnx_towers, in another pod, loads them, writes the towers
+    into its own working copy and publishes again; item_embeddings reads a tower by its location."""
+    store = build_definitions(Settings.from_env()).resources["model_store"]
+    for name, content in _version_files().items():
+        (store.version_dir("tt-2") / name).write_bytes(content)
+    location = store.publish("tt-2")
 
-    @dg.asset
-    def catalogue_size(catalogue_snapshot: list[str]) -> int:
-        return len(catalogue_snapshot)
+    _new_pod()
+    exporter = ModelStore(base_path=store.base_path, cache_dir=str(tmp_path / "export-pod"))
+    weights = exporter.local(location)
+    assert (weights / "training.json").read_bytes() == _version_files()["training.json"]
+    towers = {"user_tower.onnx": b"\x08\x07user-onnx", "item_tower.onnx": b"\x08\x07item-onnx" * 1000}
+    for name, content in towers.items():
+        (exporter.version_dir("tt-2") / name).write_bytes(content)
+    assert exporter.publish("tt-2") == location
+    stored = _bucket(s3, "models/tt-2/")
+    assert {key.rsplit("/", 1)[1] for key in stored} == set(_version_files()) | set(towers)  # nothing lost
+    assert stored["models/tt-2/item_tower.onnx"] == towers["item_tower.onnx"]
 
-    io_manager = dg.FilesystemIOManager(base_dir="memory://twotower-assets")
-    result = dg.materialize([catalogue_snapshot, catalogue_size], resources={"io_manager": io_manager})
-    assert result.success and result.output_for_node("catalogue_size") == 2
-    from upath import UPath
+    _new_pod()
+    server = ModelStore(base_path=store.base_path, cache_dir=str(tmp_path / "serving-pod"))
+    tower = server.local(f"{location}/item_tower.onnx")
+    assert tower.read_bytes() == towers["item_tower.onnx"] and tower.is_relative_to(tmp_path / "serving-pod")
+    s3.delete_object(Bucket=BUCKET, Key="models/tt-2/item_tower.onnx")
+    assert server.local(f"{location}/item_tower.onnx").read_bytes() == towers["item_tower.onnx"]  # the cached copy
+    with pytest.raises(FileNotFoundError):
+        ModelStore(base_path=store.base_path, cache_dir=str(tmp_path / "new-pod")).local(f"{location}/item_tower.onnx")
 
-    assert (UPath("memory://twotower-assets") / "catalogue_snapshot").exists()
+
+def test_the_data_assets_go_through_the_bucket_and_training_data_reads_them_back(s3, database_url, monkeypatch):
+    """The code location's IO manager with the deployment's s3:// base path: the data assets are
+    written to the bucket, and a later run with no database behind it builds training_data from them."""
+    size = DemoSize(videos=600, users=60, likes=3_000, seed=5)
+    with db.connect(database_url) as conn:
+        load_demo_data(conn, generate_demo_data(size, datetime.now(UTC)))
+    monkeypatch.setenv("TWOTOWER_DATABASE_URL", database_url)
+    defs = build_definitions(Settings.from_env())
+    assert defs.resources["io_manager"].base_dir == f"s3://{BUCKET}/dagster-assets"
+    upstream = ["videos", "raw_likes", "user_profiles"]
+    first = defs.resolve_job_def("weekly_retrain").execute_in_process(
+        asset_selection=[dg.AssetKey(name) for name in upstream])
+    assert first.success
+    assert set(_bucket(s3, "")) == {f"dagster-assets/{name}" for name in upstream}
+
+    _new_pod()
+    engine = db.create_engine(database_url)
+    try:
+        catalogue = read_catalogue(engine)
+    finally:
+        engine.dispose()
+    stored = defs.load_asset_value("videos")  # read back through the IO manager, from the bucket
+    pd.testing.assert_frame_equal(stored, catalogue)
+
+    # Nothing listens at the database now: the second run's inputs can only come from the bucket.
+    monkeypatch.setenv("TWOTOWER_DATABASE_URL", "postgresql://nobody:none@127.0.0.1:9/none")
+    _new_pod()
+    second = build_definitions(Settings.from_env()).resolve_job_def("weekly_retrain").execute_in_process(
+        asset_selection=[dg.AssetKey("training_data")])
+    assert second.success
+    loaded = [event.event_specific_data.input_name
+              for event in second.all_events if event.event_type == dg.DagsterEventType.LOADED_INPUT]
+    assert sorted(loaded) == sorted(upstream)
+    training = pickle.loads(_bucket(s3, "dagster-assets/training_data")["dagster-assets/training_data"])
+    assert len(training.catalogue) == size.videos
+    assert set(training.likes["video_id"]) <= set(catalogue["id"])
+    assert 0 < len(training.likes) <= size.likes and training.likes["user_id"].nunique() <= size.users
