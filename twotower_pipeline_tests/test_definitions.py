@@ -1,10 +1,15 @@
 """The code location loads, and the asset graph has the product's shape."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from twotower_pipeline.definitions import build_definitions
 from twotower_pipeline.jobs import all_shards_tags, weekly_retrain_schedule
-from twotower_pipeline.settings import Settings
+from twotower_pipeline.settings import PROJECT_ROOT, Settings
 
 EXPECTED_DEPENDENCIES = {
     "videos": set(),
@@ -15,7 +20,8 @@ EXPECTED_DEPENDENCIES = {
     "onnx_towers": {"two_tower_model"},
     "item_embeddings": {"onnx_towers"},
     "user_embeddings": {"onnx_towers"},
-    "active_model_version": {"onnx_towers", "item_embeddings", "user_embeddings"},
+    # The promotion gate re-scores champion and candidate on the held-out likes of training_data.
+    "active_model_version": {"onnx_towers", "item_embeddings", "user_embeddings", "training_data"},
 }
 BLOCKING_CHECKS = {
     ("training_data", "data_quality"),
@@ -80,3 +86,17 @@ def test_secrets_come_from_the_environment_not_from_code(monkeypatch):
     resources = build_definitions(Settings.from_env()).resources
     assert isinstance(resources["app_db"].url, dg.EnvVar)
     assert resources["app_db"].url.env_var_name == "TWOTOWER_DATABASE_URL"
+
+
+def test_dg_check_defs_loads_the_project(tmp_path):
+    """`dg check defs` (dagster-dg-cli, configured by pyproject.toml's [tool.dg]) loads the code location
+    as `dagster dev` and the deployment do, in a fresh process from the project's root."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": sys.prefix,
+           "DAGSTER_HOME": str(tmp_path / "dagster"), "TWOTOWER_HOME": str(tmp_path / "home"),
+           "DAGSTER_DISABLE_TELEMETRY": "yes", "NO_COLOR": "1"}
+    (tmp_path / "dagster").mkdir()
+    checked = subprocess.run([str(bin_dir / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully." in checked.stdout + checked.stderr
