@@ -1,5 +1,7 @@
 """Runs the weekly retrain job in this process, exactly as the schedule does, and reads back
-what happened: per-asset timings, failed checks with their reasons, the active version."""
+what happened: per-asset timings, failed checks with their reasons, the active version.
+
+The command line's runner: it builds the definitions it runs (nothing in the definitions imports it)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from twotower_pipeline.definitions import build_definitions
+from twotower_pipeline.failures import step_failure_reason
 from twotower_pipeline.jobs import all_shards_tags
 from twotower_pipeline.settings import Settings
 
@@ -50,8 +54,6 @@ def ensure_dagster_home(settings: Settings) -> None:
 
 
 def run_weekly_retrain(settings: Settings, run_config: dict | None = None) -> RetrainOutcome:
-    from twotower_pipeline.definitions import build_definitions
-
     ensure_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     job = build_definitions(settings).resolve_job_def("weekly_retrain")
@@ -72,17 +74,3 @@ def run_weekly_retrain(settings: Settings, run_config: dict | None = None) -> Re
         for stats in instance.get_run_step_stats(result.run_id)
     }
     return RetrainOutcome(result.run_id, result.success, steps, failed_checks, failed_steps)
-
-
-def step_failure_reason(event: dg.DagsterEvent) -> str:
-    """The readable reason a step failed: a Failure's description, else the innermost error."""
-    data = event.step_failure_data
-    if data is None or data.error is None:
-        return "unknown error"
-    # A dagster.Failure carries the readable reason in its description.
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    while error.cause is not None:  # the innermost cause is the user's error, not Dagster's wrapper
-        error = error.cause
-    return error.message.strip()

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from twotower_pipeline import vector_store
+from twotower_pipeline.failures import step_failure_reason
 from twotower_pipeline.jobs import REFRESH_ITEM_EMBEDDINGS, shard_range_tags
 from twotower_pipeline.resources import AlertWebhook, AppDatabase
-from twotower_pipeline.retrain import step_failure_reason
 
 NEW_VIDEOS_INTERVAL_SECONDS = 600
 

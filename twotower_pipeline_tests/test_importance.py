@@ -15,12 +15,12 @@ from twotower_pipeline.model.importance import (
     ROWS,
     FeatureGroup,
     GroupImportance,
-    importance_png,
     permutation_importance,
     served_recall,
     shuffle_group,
 )
 from twotower_pipeline.model.preparation import prepare_training
+from twotower_pipeline.reporting import importance_png
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 GENRES = 6

@@ -11,11 +11,12 @@ from twotower_pipeline import db
 from twotower_pipeline.app_data import read_catalogue, read_likes
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data, load_demo_data
 from twotower_pipeline.model.config import TrainingConfig
-from twotower_pipeline.model.importance import FEATURE_GROUPS, importance_png
+from twotower_pipeline.model.importance import FEATURE_GROUPS
 from twotower_pipeline.model.losses import likes_matrix
 from twotower_pipeline.model.negatives import NegativeSampler
 from twotower_pipeline.model.preparation import TrainingDataError, held_out_after, prepare_training
 from twotower_pipeline.model.training import ExampleBatches, TrainedTwoTower, embed_items, train_two_tower
+from twotower_pipeline.reporting import importance_png
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 QUICK = TrainingConfig(epochs=2, batch_size=128, early_stopping_patience=1)

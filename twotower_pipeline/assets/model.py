@@ -2,10 +2,8 @@
 ONNX towers. The champion is compared with by the promotion gate (serving.py), on ONNX for both."""
 
 
-import base64
-import io
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -20,11 +18,19 @@ from twotower_pipeline.assets import (
     disk_full_is_final,
     retries_only_transient,
 )
+from twotower_pipeline.assets.artifacts import ModelArtifacts, OnnxTowers
 from twotower_pipeline.model.config import TowerConfig, TrainingConfig
 from twotower_pipeline.model.dataset import HoldoutConfig
-from twotower_pipeline.model.evaluation import SEED_TARGETS
 from twotower_pipeline.model.negatives import NegativeMix
 from twotower_pipeline.model.preparation import TrainingDataError
+from twotower_pipeline.reporting import (
+    REPORTED_METRICS,
+    importance_png,
+    loss_curve_png,
+    markdown_image,
+    metrics_table,
+    png_to_array,
+)
 from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
 from twotower_pipeline.validation import TrainingData
 
@@ -35,8 +41,6 @@ if TYPE_CHECKING:  # TensorFlow loads in the steps that train or export, never w
 GROUP = "model"
 MAX_ONNX_BYTES = 50 * 1024 * 1024
 MAX_PARITY_DIFF = 1e-4
-REPORTED_METRICS = ("recall_at_50", "precision_at_10", "ndcg_at_10", "auc", "coverage_at_10", "coverage_at_50",
-                    "genre_entropy_at_10")
 
 
 _DEFAULTS = TrainingConfig()
@@ -89,103 +93,8 @@ class TrainingRunConfig(dg.Config):
         )
 
 
-@dataclass
-class ModelArtifacts:
-    """A trained version: where its files are, how it was trained and how it scored on its holdout."""
-
-    version: str
-    directory: str
-    mlflow_run_id: str
-    metrics: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    stats: dict[str, float] = field(default_factory=dict)
-    feature_importance: dict[str, float] = field(default_factory=dict)
-    training_config: dict = field(default_factory=dict)  # TrainingConfig, as a dict: the gate re-prepares its holdout
-
-    def load(self, model_store: ModelStore) -> "TrainedTwoTower":
-        from twotower_pipeline.model.training import TrainedTwoTower
-
-        return TrainedTwoTower.load(model_store.local(self.directory))
-
-
-@dataclass
-class OnnxTowers:
-    version: str
-    user_tower_path: str
-    item_tower_path: str
-    feature_spec_path: str
-    mlflow_run_id: str
-    metrics: dict[str, float]
-    training_config: dict = field(default_factory=dict)
-
-
 def new_version(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("tt-%Y%m%d-%H%M%S")
-
-
-def _figure_png(draw) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    draw(ax)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def loss_curve_png(history: dict[str, list[float]]) -> bytes:
-    def draw(ax):
-        epochs = range(1, len(history.get("loss", [])) + 1)
-        ax.plot(epochs, history.get("loss", []), marker="o", color="tab:blue", label="training loss")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        if "val_recall_at_50" in history:
-            right = ax.twinx()
-            right.plot(epochs, history["val_recall_at_50"], marker="s", color="tab:orange",
-                       label="validation Recall@50")
-            right.set_ylabel("validation Recall@50")
-            right.legend(loc="upper right")
-        ax.legend(loc="upper left")
-        ax.grid(alpha=0.3)
-
-    return _figure_png(draw)
-
-
-def importance_png(importance: dict[str, float]) -> bytes:
-    ordered = sorted(importance.items(), key=lambda item: item[1])
-
-    def draw(ax):
-        ax.barh([name for name, _ in ordered], [value for _, value in ordered], color="tab:green")
-        ax.set_xlabel("drop in Recall@50 when shuffled")
-        ax.tick_params(axis="y", labelsize=7)
-
-    return _figure_png(draw)
-
-
-def _markdown_image(png: bytes, alt: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
-
-
-def metrics_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
-    columns = [("two-tower (this run)", metrics)] + [(name, values) for name, values in baselines.items()]
-    lines = ["| metric | " + " | ".join(name for name, _ in columns) + " | design target |",
-             "|---" * (len(columns) + 2) + "|"]
-    for name in REPORTED_METRICS:
-        cells = [f"{values.get(name, float('nan')):.4f}" for _, values in columns]
-        target = SEED_TARGETS.get(name)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'> ' + str(target) if target else '-'} |")
-    return "\n".join(lines)
-
-
-def _png_to_array(png: bytes) -> np.ndarray:
-    import matplotlib.image
-
-    return (matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3] * 255).astype(np.uint8)
 
 
 @dg.asset(
@@ -242,10 +151,11 @@ def two_tower_model(
             mlflow.log_metrics({f"{baseline}_{k}": v for k, v in values.items()})
         mlflow.log_metrics({f"data_{k}": v for k, v in trained.stats.items()})
         mlflow.log_metrics({f"importance.{_metric_name(k)}": v for k, v in trained.feature_importance.items()})
+        mlflow.log_metrics({f"importance_sd.{_metric_name(k)}": v for k, v in trained.feature_importance_std.items()})
         curve = loss_curve_png(trained.history)
-        mlflow.log_image(_png_to_array(curve), "loss_curve.png")
+        mlflow.log_image(png_to_array(curve), "loss_curve.png")
         if trained.feature_importance:
-            mlflow.log_image(_png_to_array(importance_png(trained.feature_importance)), "feature_importance.png")
+            mlflow.log_image(png_to_array(importance_png(trained.importance)), "feature_importance.png")
         mlflow.log_artifact(str(directory / "training.json"))
         mlflow.log_artifact(str(directory / "feature_spec.json"))
         run_id = run.info.run_id
@@ -259,12 +169,11 @@ def two_tower_model(
         "loss": dg.MetadataValue.text(training_config.loss),
         "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_link(run_id)),
         "metrics": dg.MetadataValue.md(metrics_table(trained.metrics, trained.baselines)),
-        "loss_curve": _markdown_image(curve, "loss curve"),
+        "loss_curve": dg.MetadataValue.md(markdown_image(curve, "loss curve")),
         "cold_start": dg.MetadataValue.text(_cold_start_note(trained)),
     }
     if trained.feature_importance:
-        metadata["feature_importance"] = _markdown_image(importance_png(trained.feature_importance),
-                                                         "feature importance")
+        metadata["feature_importance"] = dg.MetadataValue.md(markdown_image(importance_png(trained.importance), "feature importance"))
     metadata.update({k: dg.MetadataValue.float(float(v)) for k, v in trained.metrics.items()})
     for baseline, values in trained.baselines.items():
         metadata.update({f"{baseline}_{k}": dg.MetadataValue.float(float(v)) for k, v in values.items()

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES, retries_only_transient
-from twotower_pipeline.assets.model import OnnxTowers
+from twotower_pipeline.assets.artifacts import OnnxTowers
 from twotower_pipeline.model.config import TrainingConfig
 from twotower_pipeline.model.preparation import prepare_training
 from twotower_pipeline.promotion import GateRule, PromotionDecision, gate
@@ -24,6 +24,7 @@ from twotower_pipeline.publishing import (
     publish_item_vectors,
     publish_user_vectors,
 )
+from twotower_pipeline.reporting import shard_table
 from twotower_pipeline.resources import AppDatabase, MlflowTracking
 from twotower_pipeline.status import ACTIVE_MODEL_MAX_AGE_DAYS
 from twotower_pipeline.validation import TrainingData
@@ -120,18 +121,6 @@ def _run_metadata(reports: dict[str, EmbeddingReport], shards: list[str], mode: 
     }
 
 
-def _shard_table(reports: dict[str, EmbeddingReport], shards: list[str]) -> str:
-    lines = ["| version | shard | rows written | seconds | skipped | norm min / mean / max |",
-             "|---|---|---:|---:|---|---|"]
-    for version, report in reports.items():
-        for shard in shards:
-            part = report.shards[shard]
-            skipped = ", ".join(f"{why}: {n}" for why, n in part.skipped.items()) or "-"
-            lines.append(f"| {version} | {shard} | {part.written} | {part.seconds:.2f} | {skipped} | "
-                         f"{part.norm_min:.4f} / {part.norm_mean:.4f} / {part.norm_max:.4f} |")
-    return "\n".join(lines)
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"onnx", "pgvector"},
@@ -172,7 +161,7 @@ def item_embeddings(
         reports[record.version] = report
         context.log.info(f"version {record.version}: wrote {report.written} item vectors for shards "
                          f"{','.join(shards)} ({report.seconds:.1f} s)")
-    context.log.info(f"item vectors by shard:\n{_shard_table(reports, shards)}")
+    context.log.info(f"item vectors by shard:\n{shard_table(reports, shards)}")
     # One materialisation per partition (Dagster's own, from the result below), each with its shard's numbers.
     for shard in shards:
         context.add_asset_metadata(_partition_metadata(reports, shard), partition_key=shard)

@@ -19,7 +19,6 @@ plant hand-made towers, and the chart can be drawn where TensorFlow is not loade
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -180,33 +179,3 @@ def permutation_importance(prepared: PreparedTraining, embed_users_of: Embed, em
         importance[name] = GroupImportance(float(np.mean(drops)),
                                            float(np.std(drops, ddof=1)) if repeats > 1 else 0.0, repeats)
     return importance
-
-
-def importance_png(importance: Mapping[str, GroupImportance], title: str | None = None) -> bytes:
-    """Horizontal bars of each group's mean drop in Recall@50, error bars +- one standard deviation
-    of the shuffles, most important on top (matplotlib's Agg canvas; no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    ordered = sorted(importance.items(), key=lambda item: item[1].mean)
-    repeats = sorted({value.repeats for _, value in ordered})
-    fig = Figure(figsize=(6.4, 1.2 + 0.26 * max(len(ordered), 1)), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    names = [name for name, _ in ordered]
-    means = [value.mean for _, value in ordered]
-    stds = [value.std for _, value in ordered]
-    colours = ["tab:green" if value.low > 0 else "tab:gray" for _, value in ordered]
-    ax.barh(names, means, xerr=stds, color=colours, ecolor="black", capsize=2, error_kw={"linewidth": 0.8})
-    ax.axvline(0.0, color="black", linewidth=0.6)
-    shuffles = "/".join(str(r) for r in repeats) or "0"
-    ax.set_xlabel(f"drop in Recall@50 when shuffled (mean \u00b1 sd of {shuffles} shuffles)\n"
-                  "green: above 0 beyond one sd; grey: within one sd of 0", fontsize=8)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.grid(axis="x", alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
