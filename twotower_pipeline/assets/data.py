@@ -9,9 +9,12 @@ import pandas as pd
 
 from twotower_pipeline.app_data import LIKES_WINDOW_DAYS, read_catalogue, read_likes, read_profiles
 from twotower_pipeline.assets import OWNERS, TRANSIENT_RETRIES, retries_only_transient
+from twotower_pipeline.gx_context import DataDocs, GxContext, data_docs_dir
 from twotower_pipeline.resources import AppDatabase
+from twotower_pipeline.settings import Settings
 from twotower_pipeline.validation import (
     QualityRules,
+    RuleOutcome,
     TrainingData,
     prepare_training_data,
 )
@@ -23,12 +26,8 @@ class LikesWindowConfig(dg.Config):
     window_days: int = LIKES_WINDOW_DAYS  # training examples are the likes of this window
 
 
-class DataQualityConfig(dg.Config):
-    max_invalid_like_share: float = 0.01
-    max_duplicate_like_share: float = 0.10
-    max_invalid_video_share: float = 0.01
-    min_likes: int = 1_000
-    min_users: int = 10
+class DataQualityConfig(dg.Config, QualityRules):
+    """The data-quality rules (fields, defaults, limits: :class:`QualityRules`), set in the launchpad."""
 
 
 @dataclass
@@ -117,14 +116,43 @@ def user_profiles(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.
     })
 
 
+def _cell(text: str, limit: int = 90) -> str:
+    """Text safe in one markdown table cell (titles may hold pipes, newlines and markup)."""
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("`", "'")
+
+
 def _quality_table(data: TrainingData) -> str:
-    lines = ["| table | rule | bad rows | of | tolerated | result | what happened | examples |",
-             "|---|---|---:|---:|---|---|---|---|"]
+    lines = ["| table | rule | GX expectation | column | unexpected / observed | % | tolerated | result | "
+             "what happened | examples |",
+             "|---|---|---|---|---:|---:|---|---|---|---|"]
     for o in data.outcomes:
-        examples = "<br>".join(o.examples[:3]) or "-"
-        lines.append(f"| {o.table} | {o.rule} | {o.bad_rows} | {o.total_rows} | {o.tolerance} | "
-                     f"{'ok' if o.passed else '**FAILED**'} | {o.action} | {examples} |")
+        examples = "<br>".join(_cell(e) for e in o.examples[:3]) or "-"
+        found = f"{o.bad_rows} of {o.total_rows}" if o.unexpected_percent is not None else _cell(str(o.observed))
+        percent = f"{o.unexpected_percent:.2f}" if o.unexpected_percent is not None else "-"
+        lines.append(f"| {o.table} | {_cell(o.rule)} | `{o.expectation}` | {o.column or '-'} | {found} | {percent} | "
+                     f"{o.tolerance} | {'ok' if o.passed else '**FAILED**'} | {_cell(o.action)} | {examples} |")
     return "\n".join(lines)
+
+
+def _outcome_metadata(outcome: RuleOutcome) -> dict[str, dg.MetadataValue]:
+    """Numbers Dagster plots run over run: bad rows per rule, observed counts for volume rules."""
+    if outcome.unexpected_percent is not None:
+        return {f"unexpected.{outcome.key}": dg.MetadataValue.int(outcome.bad_rows)}
+    if isinstance(outcome.observed, int):
+        return {f"observed.{outcome.key}": dg.MetadataValue.int(outcome.observed)}
+    return {}
+
+
+def _data_docs_metadata(docs: DataDocs | None) -> dict[str, dg.MetadataValue]:
+    if docs is None:
+        return {}
+    links = {"data_docs": dg.MetadataValue.path(str(docs.index)),
+             "data_docs_url": dg.MetadataValue.url(docs.index.as_uri())}
+    for table, page in docs.validation_pages.items():
+        links[f"data_docs_{table}"] = dg.MetadataValue.url(page.as_uri())
+    return links
 
 
 @dg.asset(
@@ -132,12 +160,14 @@ def _quality_table(data: TrainingData) -> str:
     kinds={"pandas", "great_expectations"},
     owners=OWNERS,
     retry_policy=TRANSIENT_RETRIES,
-    description="Cleaned catalogue and likes, validated with Great Expectations. Bad rows are counted "
+    description="Cleaned catalogue and likes, validated with Great Expectations (one suite per table: "
+    "likes, videos, training window; Data Docs in the state folder's data_docs). Bad rows are counted "
     "and dropped or repaired; too many of them fail the blocking data-quality check, which stops "
     "the line before training.",
     check_specs=[dg.AssetCheckSpec(
         "data_quality", asset="training_data", blocking=True,
-        description="Every validation rule within its tolerance (Great Expectations).",
+        description="Every expectation of the likes, videos and training-window suites within its "
+        "tolerance (Great Expectations; results and Data Docs in the metadata).",
     )],
 )
 @retries_only_transient
@@ -148,9 +178,10 @@ def training_data(
     raw_likes: LikesWindow,
     user_profiles: pd.DataFrame,
 ):
-    rules = QualityRules(**config.model_dump())
-    data = prepare_training_data(videos, raw_likes.likes, raw_likes.as_of, rules, user_profiles,
-                                 window_start=raw_likes.since)
+    quality = GxContext(data_docs_dir(Settings.from_env().home))  # this run's one GX context
+    data = prepare_training_data(videos, raw_likes.likes, raw_likes.as_of, config, user_profiles,
+                                 window_start=raw_likes.since, quality=quality)
+    docs = quality.build_data_docs()
     dropped = len(raw_likes.likes) - len(data.likes)
     yield dg.Output(
         data,
@@ -165,15 +196,19 @@ def training_data(
         },
     )
     failures = data.failures
+    metadata = {
+        "rules": dg.MetadataValue.md(_quality_table(data)),
+        "failed_rules": dg.MetadataValue.int(len(failures)),
+        "bad_like_rows": dg.MetadataValue.int(sum(o.bad_rows for o in data.outcomes if o.table == "likes")),
+        "bad_video_rows": dg.MetadataValue.int(sum(o.bad_rows for o in data.outcomes if o.table == "videos")),
+        **_data_docs_metadata(docs),
+    }
+    for outcome in data.outcomes:
+        metadata.update(_outcome_metadata(outcome))
     yield dg.AssetCheckResult(
         passed=not failures,
         check_name="data_quality",
         severity=dg.AssetCheckSeverity.ERROR,
         description=("; ".join(f.describe() for f in failures) if failures else "all rules within tolerance"),
-        metadata={
-            "rules": dg.MetadataValue.md(_quality_table(data)),
-            "failed_rules": dg.MetadataValue.int(len(failures)),
-            "bad_like_rows": dg.MetadataValue.int(sum(o.bad_rows for o in data.outcomes if o.table == "likes")),
-            "bad_video_rows": dg.MetadataValue.int(sum(o.bad_rows for o in data.outcomes if o.table == "videos")),
-        },
+        metadata=metadata,
     )
