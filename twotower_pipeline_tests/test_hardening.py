@@ -15,7 +15,7 @@ import mlflow
 import psycopg
 import pytest
 
-from twotower_pipeline import db
+from twotower_pipeline import db, vector_store
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import Settings
 from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, PipelineState, new_database, published_pipeline
@@ -85,16 +85,42 @@ def test_hostile_strings_in_every_text_field_are_data_not_sql(as_pipeline):
     assert vectors == SIZE.videos  # the hostile videos were embedded like any other
 
 
-def test_hostile_request_parameters_are_refused_or_treated_as_values(as_pipeline):
+def _tables(conn: psycopg.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
+
+
+def test_hostile_version_names_and_limits_are_refused_by_the_projects_functions(as_pipeline):
+    """The model version is the one request parameter that the SQL functions turn into table names:
+    a hostile one is refused by name (creating partitions, ranking) or matches nothing (dropping), and no
+    table, vector or video changes."""
+    before = _active(as_pipeline.url)
+    version = before[0]
     with db.connect(as_pipeline.url) as conn:
+        tables = _tables(conn)
+        user, embedding = conn.execute(
+            "select u.user_id, u.embedding from public.two_tower_user_embeddings u where u.model_version = %s "
+            "limit 1", (version,)).fetchone()
         for value in HOSTILE:
-            with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="is not a valid version name") as refused:
                 with conn.transaction():
-                    conn.execute("select * from public.recommend_videos(%s::uuid, 10)", (value,))
-        with pytest.raises(psycopg.errors.InvalidParameterValue):
+                    vector_store.create_version_partitions(conn, value)
+            assert value in str(refused.value) and "letters, digits" in refused.value.diag.message_hint
+            with pytest.raises(psycopg.errors.SerializationFailure, match="is not the active version") as stale:
+                with conn.transaction():
+                    conn.execute("select * from public.two_tower_rank_videos(%s, %s, %s, 10)", (user, embedding, value))
+            assert f"({version})" in str(stale.value)  # the answer names the version to ask for instead
             with conn.transaction():
-                conn.execute("select * from public.recommend_videos(gen_random_uuid(), %s)", (10_000,))
+                conn.execute("select public.two_tower_drop_version(%s)", (value,))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_limit must be between 1 and 1000"):
+            with conn.transaction():
+                conn.execute("select * from public.two_tower_rank_videos(%s, %s, %s, %s)",
+                             (user, embedding, version, 10_000))
+        served = conn.execute("select count(*) from public.two_tower_rank_videos(%s, %s, %s, 10)",
+                              (user, embedding, version)).fetchone()[0]
+        assert _tables(conn) == tables
         assert conn.execute("select count(*) from public.videos").fetchone()[0] == SIZE.videos
+    assert served == 10
+    assert _active(as_pipeline.url) == before
 
 
 # -- faults --------------------------------------------------------------------------------------
