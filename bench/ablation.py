@@ -58,10 +58,10 @@ from bench.movielens import (
 from bench.movielens import per_user_split as movielens_split
 from twotower_pipeline.demo_data import DemoSize, generate_demo_data
 from twotower_pipeline.model.baselines import ease_scores, rp3beta_scores
+from twotower_pipeline.model.config import ITEM_FEATURE_GROUPS, USER_FEATURE_GROUPS, TrainingConfig
 from twotower_pipeline.model.evaluation import HoldoutUsers, evaluate_ranker, item_knn_scores, popularity_scores
 from twotower_pipeline.model.serving_path import PopularVideos, Snapshot, popular_videos, served_ranking
-from twotower_pipeline.model.towers import ITEM_FEATURE_GROUPS, USER_FEATURE_GROUPS
-from twotower_pipeline.model.training import TrainingConfig, embed_items, embed_users, train_two_tower
+from twotower_pipeline.model.training import embed_items, embed_users, train_two_tower
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOW = pd.Timestamp("2026-11-30 03:00", tz="UTC")

@@ -127,7 +127,8 @@ def same_holdout(a, b) -> bool:
 
 
 def train(loss: str, catalogue: pd.DataFrame, likes: pd.DataFrame, profiles: pd.DataFrame, prepared) -> dict:
-    from twotower_pipeline.model.training import TrainingConfig, train_two_tower
+    from twotower_pipeline.model.config import TrainingConfig
+    from twotower_pipeline.model.training import train_two_tower
 
     def progress(epoch: int, logs: dict[str, float]) -> None:
         print(f"    {loss} epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.4f}, "
@@ -174,8 +175,9 @@ def main() -> None:
     options = parser.parse_args()
 
     from twotower_pipeline.model.baselines import rp3beta_scores
+    from twotower_pipeline.model.config import LOSSES, TrainingConfig
     from twotower_pipeline.model.evaluation import SEED_TARGETS, HoldoutUsers, evaluate_ranker
-    from twotower_pipeline.model.training import LOSSES, TrainingConfig, baseline_metrics, prepare_training
+    from twotower_pipeline.model.preparation import baseline_metrics, prepare_training
 
     losses = [loss.strip() for loss in options.losses.split(",") if loss.strip()]
     unknown = [loss for loss in losses if loss not in LOSSES]

@@ -22,7 +22,7 @@ from twotower_pipeline.model.losses import (
     replica_mean,
     replica_slices,
 )
-from twotower_pipeline.model.tensorflow_import import keras
+from twotower_pipeline.model.tensorflow_import import keras, tf
 from twotower_pipeline.model.towers import build_towers
 from twotower_pipeline.model.training import TwoTowerRetrieval, early_stopping
 
@@ -337,3 +337,13 @@ def test_two_steps_under_mirrored_strategy_on_two_replicas_equal_two_steps_witho
         assert moved > count // 2, (loss, moved, count)  # the steps did move most weights
         # The logged loss is the global batch's, unscaled.
         assert float(mirrored[f"{loss}_loss"]) == pytest.approx(float(plain[f"{loss}_loss"]), rel=1e-5)
+
+
+def test_mirrored_training_without_a_gpu_stops_instead_of_using_the_cpu():
+    from twotower_pipeline.model.training import NoGpuError, _strategy
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(NoGpuError, match="sees no GPU.*Dockerfile.gpu.*'none'"):
+        _strategy(TrainingConfig(distribution="mirrored"))
+    assert _strategy(TrainingConfig()).num_replicas_in_sync == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from twotower_pipeline.model.config import ITEM_FEATURE_GROUPS, USER_FEATURE_GROUPS, TowerConfig  # noqa: F401
+from twotower_pipeline.model.config import TowerConfig
 from twotower_pipeline.model.features import (
     HISTORY_LENGTH,
     MAX_PERFORMERS,

@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from twotower_pipeline.model.config import LOSSES, TrainingConfig  # noqa: F401
+from twotower_pipeline.model.config import TrainingConfig
 from twotower_pipeline.model.dataset import LIKES_WINDOW_DAYS, Examples
 from twotower_pipeline.model.evaluation import RECALL_K, top_k_by_vectors
 from twotower_pipeline.model.features import ITEM_INPUTS, USER_INPUTS, FeatureSpec, latest_histories
-from twotower_pipeline.model.importance import FEATURE_GROUPS, GroupImportance, permutation_importance  # noqa: F401
+from twotower_pipeline.model.importance import GroupImportance, permutation_importance
 from twotower_pipeline.model.losses import (
     accidental_hits,
     in_batch_softmax,
@@ -291,10 +291,25 @@ class TrainedTwoTower:
                    record["baselines"], record["stats"], importance)
 
 
-def _strategy(config: TrainingConfig):
+class NoGpuError(ValueError):
+    """``distribution: mirrored`` where TensorFlow sees no GPU: training would quietly run on the CPU."""
+
+
+def _strategy(config: TrainingConfig, require_gpu: bool = True):
+    """The default strategy, or MirroredStrategy over every visible GPU. Asked for ``mirrored`` where
+    TensorFlow sees no GPU (a CPU-only install, a node without its driver), it stops instead of
+    training on the CPU of a GPU node; ``require_gpu=False`` mirrors over whatever devices there are
+    (tests split one CPU into logical devices)."""
     import tensorflow as tf
 
-    return tf.distribute.MirroredStrategy() if config.distribution == "mirrored" else tf.distribute.get_strategy()
+    if config.distribution != "mirrored":
+        return tf.distribute.get_strategy()
+    if require_gpu and not tf.config.list_physical_devices("GPU"):
+        raise NoGpuError(
+            "distribution is 'mirrored' but TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is "
+            "empty): run the training step in the GPU image (Dockerfile.gpu) on a GPU node, or set distribution "
+            "to 'none' to train on the CPU")
+    return tf.distribute.MirroredStrategy()
 
 
 def train_two_tower(
@@ -355,6 +370,7 @@ def train_two_tower(
             repeats=config.importance_repeats, seed=config.seed, max_users=config.importance_users)
         importance_seconds = time.perf_counter() - importance_started
     trained.stats = {
+        "replicas": float(strategy.num_replicas_in_sync),
         "train_likes": float(len(prepared.split.train)),
         "test_likes": float(len(prepared.split.test)),
         "holdout_users": float(len(prepared.holdout_user_ids)),
