@@ -46,8 +46,18 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def _final(error: Exception) -> dg.Failure:
-    return dg.Failure(f"{type(error).__name__}: {error}", allow_retries=False)
+@contextmanager
+def _only_transient_errors_retry():
+    """Dagster's own signals and transient errors pass through; any other error becomes a Failure
+    that stops the run at once, with its reason."""
+    try:
+        yield
+    except (dg.Failure, dg.RetryRequested):
+        raise
+    except Exception as error:
+        if is_transient(error):
+            raise
+        raise dg.Failure(f"{type(error).__name__}: {error}", allow_retries=False) from error
 
 
 def retries_only_transient(fn: Callable) -> Callable:
@@ -56,27 +66,15 @@ def retries_only_transient(fn: Callable) -> Callable:
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args, **kwargs):
-            try:
+            with _only_transient_errors_retry():
                 yield from fn(*args, **kwargs)
-            except (dg.Failure, dg.RetryRequested):
-                raise
-            except Exception as error:
-                if is_transient(error):
-                    raise
-                raise _final(error) from error
 
         return generator
 
     @functools.wraps(fn)
     def function(*args, **kwargs):
-        try:
+        with _only_transient_errors_retry():
             return fn(*args, **kwargs)
-        except (dg.Failure, dg.RetryRequested):
-            raise
-        except Exception as error:
-            if is_transient(error):
-                raise
-            raise _final(error) from error
 
     return function
 
