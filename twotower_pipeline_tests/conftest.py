@@ -17,6 +17,7 @@ from twotower_pipeline import db
 from twotower_pipeline.db.embedded import EmbeddedPostgres
 from twotower_pipeline.db.migrations import apply_migrations
 from twotower_pipeline.demo_data import DemoData, DemoSize, generate_demo_data, load_demo_data
+from twotower_pipeline.model.features import FeatureSpec, LogNormaliser, Vocabulary
 from twotower_pipeline.retrain import RetrainOutcome, run_weekly_retrain
 from twotower_pipeline.settings import PROJECT_ROOT, Settings
 
@@ -120,3 +121,26 @@ def published_pipeline(
             outcome = run_weekly_retrain(settings, run_config)
             assert outcome.success, outcome.reasons
         yield PipelineState(settings, url, env, outcome)
+
+
+# The app's tables as the migrations define them (what the demo data and the MovieLens benchmark load).
+APP_COLUMNS = {
+    "videos": ["id", "title", "description", "genre", "maker", "price", "duration_seconds", "created_at"],
+    "tags": ["id", "name"],
+    "video_tags": ["video_id", "tag_id"],
+    "performers": ["id", "name"],
+    "video_performers": ["video_id", "performer_id"],
+    "likes": ["id", "user_id", "video_id", "created_at"],
+    "profiles": ["id", "age_range", "region", "created_at"],
+}
+
+
+def tiny_feature_spec() -> FeatureSpec:
+    """A hand-made feature spec: 30 videos, 3 genres, 2 makers, 2 text terms (tower and loss tests)."""
+    return FeatureSpec(
+        videos=Vocabulary([f"v{i}" for i in range(30)]), genres=Vocabulary(["a", "b", "c"]),
+        makers=Vocabulary(["m1", "m2"]), performers=Vocabulary(["p1"]), tags=Vocabulary(["t1", "t2"]),
+        text_terms=["word", "other"], text_idf=[1.0, 2.0], price=LogNormaliser(7.0, 1.0),
+        duration=LogNormaliser(8.0, 1.0), popularity=LogNormaliser(1.0, 1.0), age=LogNormaliser(3.0, 1.0),
+        reference_time="2026-11-01T00:00:00+00:00",
+    )

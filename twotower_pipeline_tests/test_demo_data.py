@@ -31,21 +31,13 @@ from twotower_pipeline.demo_data import (
     tiny_demo_size,
 )
 from twotower_pipeline.model.evaluation import HoldoutUsers, evaluate_ranker, item_knn_scores, popularity_scores
+from twotower_pipeline_tests.conftest import APP_COLUMNS
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 # Big enough for statistics (and co-likes) to be stable, small enough to generate in about a second.
 STATS_SIZE = DemoSize(videos=10_000, users=500, likes=30_000, seed=11)
 SESSION_BREAK = pd.Timedelta(hours=2)
 
-APP_COLUMNS = {
-    "videos": ["id", "title", "description", "genre", "maker", "price", "duration_seconds", "created_at"],
-    "tags": ["id", "name"],
-    "video_tags": ["video_id", "tag_id"],
-    "performers": ["id", "name"],
-    "video_performers": ["video_id", "performer_id"],
-    "likes": ["id", "user_id", "video_id", "created_at"],
-    "profiles": ["id", "age_range", "region", "created_at"],
-}
 
 
 @pytest.fixture(scope="module")

@@ -38,16 +38,8 @@ from bench.movielens import (
 )
 from bench.movielens_benchmark import SERVED, catalogue_at, markdown, run_environment
 from twotower_pipeline.model.evaluation import HoldoutUsers, evaluate_ranker
+from twotower_pipeline_tests.conftest import APP_COLUMNS
 
-APP_COLUMNS = {
-    "videos": ["id", "title", "description", "genre", "maker", "price", "duration_seconds", "created_at"],
-    "tags": ["id", "name"],
-    "video_tags": ["video_id", "tag_id"],
-    "performers": ["id", "name"],
-    "video_performers": ["video_id", "performer_id"],
-    "likes": ["id", "user_id", "video_id", "created_at"],
-    "profiles": ["id", "age_range", "region", "created_at"],
-}
 START = 880_000_000  # 1997-11-20, MovieLens's own clock
 N_MOVIES, N_USERS = 30, 24
 

@@ -18,20 +18,10 @@ from twotower_pipeline.model.features import (
     HISTORY_LENGTH,
     OOV,
     FeatureSpec,
-    LogNormaliser,
     Vocabulary,
 )
 from twotower_pipeline.model.towers import build_item_tower, build_user_tower
-
-
-def _spec() -> FeatureSpec:
-    return FeatureSpec(
-        videos=Vocabulary([f"v{i}" for i in range(30)]), genres=Vocabulary(["a", "b", "c"]),
-        makers=Vocabulary(["m1", "m2"]), performers=Vocabulary(["p1"]), tags=Vocabulary(["t1", "t2"]),
-        text_terms=["word", "other"], text_idf=[1.0, 2.0], price=LogNormaliser(7.0, 1.0),
-        duration=LogNormaliser(8.0, 1.0), popularity=LogNormaliser(1.0, 1.0), age=LogNormaliser(3.0, 1.0),
-        reference_time="2026-11-01T00:00:00+00:00",
-    )
+from twotower_pipeline_tests.conftest import tiny_feature_spec
 
 
 def _history(batch: int, rng: np.random.Generator, spec: FeatureSpec, filled: int) -> dict[str, np.ndarray]:
@@ -49,7 +39,7 @@ def _history(batch: int, rng: np.random.Generator, spec: FeatureSpec, filled: in
 
 
 def test_user_tower_gives_unit_64d_vectors_and_padding_does_not_leak():
-    spec = _spec()
+    spec = tiny_feature_spec()
     tower = build_user_tower(spec, TowerConfig(dropout=0.0))
     rng = np.random.default_rng(0)
     inputs = _history(4, rng, spec, filled=7)
@@ -73,14 +63,14 @@ def test_user_tower_gives_unit_64d_vectors_and_padding_does_not_leak():
 
 
 def test_user_tower_handles_an_empty_history():
-    spec = _spec()
+    spec = tiny_feature_spec()
     tower = build_user_tower(spec)
     out = np.asarray(tower(_history(2, np.random.default_rng(1), spec, filled=0)))
     assert np.isfinite(out).all()
 
 
 def test_item_tower_gives_unit_64d_vectors_and_unknown_ids_use_the_oov_row():
-    spec = _spec()
+    spec = tiny_feature_spec()
     tower = build_item_tower(spec, TowerConfig(dropout=0.0))
     n = 3
     inputs = {
@@ -101,7 +91,7 @@ def test_vocabulary_maps_unknown_and_missing_values_to_oov():
 
 
 def test_feature_spec_round_trips_through_json():
-    spec = _spec()
+    spec = tiny_feature_spec()
     again = FeatureSpec.from_json(spec.to_json())
     assert again.videos.tokens == spec.videos.tokens and again.price == spec.price
     assert again.text_vectorizer().transform(["word word other"]).nnz == 2
