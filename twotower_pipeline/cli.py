@@ -198,7 +198,7 @@ def rollback(to_version: str | None) -> None:
         click.echo(f"{target} is already the active version")
         return
     try:
-        activation = activate(url, load_version(record), now=datetime.now(UTC),
+        activation = activate(url, load_version(record, settings.cache_dir), now=datetime.now(UTC),
                               keep_versions=KEEP_VERSIONS, expected_active=active)
     except (vector_store.ActivationRefused, OSError) as error:
         _fail(f"rollback to {target} refused, {active or 'no version'} stays active: {error}")

@@ -10,6 +10,7 @@ ranks with too.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,6 @@ from twotower_pipeline.model.serving_path import (
     video_popularity,
 )
 from twotower_pipeline.model_files import local_copy
-from twotower_pipeline.settings import Settings
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
 _ONNX_BATCH = 4096
@@ -57,9 +57,11 @@ class ServingModel:
         self._item = onnx_session(self.item_tower_path)
 
     @classmethod
-    def load(cls, version: str, user_tower_path: str, item_tower_path: str, feature_spec_path: str) -> ServingModel:
-        """Load a version's towers and feature spec from local paths or object-storage URLs."""
-        cache = Settings.from_env().home / "cache"
+    def load(cls, version: str, user_tower_path: str, item_tower_path: str, feature_spec_path: str,
+             cache: Path | None = None) -> ServingModel:
+        """Load a version's towers and feature spec from local paths, or from object-storage URLs through
+        ``cache`` (the model store's cache folder; by default one in the system's temporary folder)."""
+        cache = cache if cache is not None else Path(tempfile.gettempdir()) / "twotower-model-cache"
         return cls(version, FeatureSpec.load(local_copy(feature_spec_path, cache)),
                    local_copy(user_tower_path, cache), local_copy(item_tower_path, cache))
 
@@ -283,8 +285,9 @@ def popular_lists(snapshot: Snapshot, popular: PopularVideos) -> list[tuple[str,
             for (age_range, region), rows in popular.segments.items()]
 
 
-def load_version(record: vector_store.VersionRecord) -> ServingModel:
-    return ServingModel.load(record.version, record.user_tower_path, record.item_tower_path, record.feature_spec_path)
+def load_version(record: vector_store.VersionRecord, cache: Path | None = None) -> ServingModel:
+    return ServingModel.load(record.version, record.user_tower_path, record.item_tower_path, record.feature_spec_path,
+                             cache)
 
 
 def complete_version(url: str, model: ServingModel, now: datetime) -> vector_store.Completeness:

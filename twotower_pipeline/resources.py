@@ -90,7 +90,9 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def run_link(self, run_id: str) -> str:
         base = (self.ui_url or "http://127.0.0.1:5000").rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+        # MLflow 3.17's UI opens in its GenAI view unless told otherwise (its browser-wide choice
+        # wins over the experiment's kind tag): the link asks for the model-training view.
+        return f"{base}/#/experiments/{self.experiment_id()}/runs/{run_id}?workflowType=machine_learning"
 
 
 class ModelStore(dg.ConfigurableResource):

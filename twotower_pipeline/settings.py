@@ -27,6 +27,10 @@ MODEL_STORE_ENV = "TWOTOWER_MODEL_STORE"
 ASSET_STORAGE_ENV = "TWOTOWER_ASSET_STORAGE"
 EXECUTOR_ENV = "TWOTOWER_EXECUTOR"
 
+# The active model is stale (twotower status says so; the Dagster freshness policy fails) after a
+# weekly retrain plus a day of slack.
+ACTIVE_MODEL_MAX_AGE_DAYS = 8
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -11,8 +11,7 @@ import dagster as dg
 import psycopg
 
 from twotower_pipeline import vector_store
-
-ACTIVE_MODEL_MAX_AGE_DAYS = 8  # a weekly retrain plus a day of slack
+from twotower_pipeline.settings import ACTIVE_MODEL_MAX_AGE_DAYS
 
 
 @dataclass

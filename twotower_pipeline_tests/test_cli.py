@@ -76,7 +76,7 @@ def test_retrain_exits_non_zero_with_the_failed_rule_when_a_blocking_check_fails
 def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
     env = _env(tmp_path / "state")
     try:
-        result = _run(["demo", "--videos", "800", "--users", "80", "--likes", "4000", "--seed", "3"], env)
+        result = _run(["demo", "--videos", "800", "--users", "80", "--likes", "8000", "--seed", "3"], env)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         out = result.stdout
         assert "Active model version: tt-" in out
@@ -86,7 +86,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
         me = os.path.relpath(TWOTOWER)
         assert f"{me} ui" in out and f"psql \"$({me} db url)\"" in out
         assert "The embedded database is still running" in out and f"{me} db stop" in out
-        again = _run(["demo", "--videos", "800", "--users", "80", "--likes", "4000"], env)
+        again = _run(["demo", "--videos", "800", "--users", "80", "--likes", "8000"], env)  # enough held-out likes for the gate
         assert again.returncode == 0
         assert "using the 800 videos already in the database" in again.stdout
     finally:

@@ -22,6 +22,7 @@ from twotower_pipeline import db, vector_store
 from twotower_pipeline.model.evaluation import top_k_rows
 from twotower_pipeline.model.serving_path import SERVED_BY_POPULARITY, SERVED_BY_SEGMENT, served_ranking
 from twotower_pipeline.publishing import load_version, publish_item_vectors, publish_user_vectors, read_snapshot
+from twotower_pipeline.resources import MlflowTracking
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import PROJECT_ROOT
 from twotower_pipeline_tests.conftest import PUBLISHABLE, PipelineState, new_database, published_pipeline
@@ -361,10 +362,13 @@ def test_the_mlflow_ui_shows_the_run_metrics_and_the_champion(published, browser
                                            "where is_active limit 1").fetchone()
         client = mlflow.MlflowClient(published.settings.mlflow_tracking_uri)
         experiment = client.get_run(run_id).info.experiment_id
-        # The experiment opens in the model-training view, with the runs listed (not an empty GenAI page).
+        # The experiment is of the model-training kind, and the links the pipeline gives (the Dagster
+        # metadata's mlflow_run) open the model-training view, with the runs listed (not an empty GenAI page).
         assert client.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
-        _page(browser, f"{base}/#/experiments/{experiment}", [version], "mlflow-experiment")
-        _page(browser, f"{base}/#/experiments/{experiment}/runs/{run_id}",
+        tracking = MlflowTracking(tracking_uri=published.settings.mlflow_tracking_uri, ui_url=base)
+        _page(browser, f"{base}/#/experiments/{experiment}?workflowType=machine_learning", [version],
+              "mlflow-experiment")
+        _page(browser, tracking.run_link(run_id),
               [version, "recall_at_50", "ndcg_at_10", "item_knn_recall_at_50", "epoch_loss"], "mlflow-run")
         _page(browser, f"{base}/#/models/twotower_item_tower", ["twotower_item_tower", "champion", version],
               "mlflow-model-item-tower")

@@ -3,6 +3,7 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -25,8 +26,8 @@ from twotower_pipeline.publishing import (
     publish_user_vectors,
 )
 from twotower_pipeline.reporting import shard_table
-from twotower_pipeline.resources import AppDatabase, MlflowTracking
-from twotower_pipeline.status import ACTIVE_MODEL_MAX_AGE_DAYS
+from twotower_pipeline.resources import AppDatabase, MlflowTracking, ModelStore
+from twotower_pipeline.settings import ACTIVE_MODEL_MAX_AGE_DAYS
 from twotower_pipeline.validation import TrainingData
 
 GROUP = "serving"
@@ -59,8 +60,9 @@ class UserEmbeddings:
     users: int
 
 
-def _serving_model(onnx: OnnxTowers) -> ServingModel:
-    return ServingModel.load(onnx.version, onnx.user_tower_path, onnx.item_tower_path, onnx.feature_spec_path)
+def _serving_model(onnx: OnnxTowers, model_store: ModelStore) -> ServingModel:
+    return ServingModel.load(onnx.version, onnx.user_tower_path, onnx.item_tower_path, onnx.feature_spec_path,
+                             Path(model_store.cache_dir))
 
 
 def _report_metadata(report: EmbeddingReport) -> dict[str, dg.MetadataValue]:
@@ -77,10 +79,10 @@ def _report_metadata(report: EmbeddingReport) -> dict[str, dg.MetadataValue]:
 class ItemEmbeddingConfig(dg.Config):
     # "replace": (re)write every video of the partitions (a new model, a fixed feature, a failed shard).
     # "missing": embed only videos without a vector yet (new videos between retrains).
-    mode: str = "replace"
+    mode: Literal["replace", "missing"] = "replace"
     # "newest": the newest exported version (what the weekly retrain activates next).
     # "live": the active version and any candidate in flight.
-    versions: str = "newest"
+    versions: Literal["newest", "live"] = "newest"
 
 
 def _shard_numbers(part: ShardReport) -> dict:
@@ -138,11 +140,9 @@ def _run_metadata(reports: dict[str, EmbeddingReport], shards: list[str], mode: 
 )
 @retries_only_transient
 def item_embeddings(
-    context: dg.AssetExecutionContext, config: ItemEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase
+    context: dg.AssetExecutionContext, config: ItemEmbeddingConfig, onnx_towers: OnnxTowers, app_db: AppDatabase,
+    model_store: ModelStore,
 ) -> dg.MaterializeResult:
-    if config.mode not in ("replace", "missing") or config.versions not in ("newest", "live"):
-        raise dg.Failure(f"item_embeddings config: mode must be 'replace' or 'missing' (got {config.mode!r}) and "
-                         f"versions 'newest' or 'live' (got {config.versions!r})", allow_retries=False)
     shards = list(context.partition_keys)
     url = app_db.resolved_url()
     with app_db.connect() as conn:
@@ -154,7 +154,7 @@ def item_embeddings(
             raise dg.Failure(f"model version {onnx_towers.version} is not registered; re-run onnx_towers",
                              allow_retries=False)
         try:
-            report = publish_item_vectors(url, load_version(record), shards, datetime.now(UTC),
+            report = publish_item_vectors(url, load_version(record, Path(model_store.cache_dir)), shards, datetime.now(UTC),
                                           only_missing=config.mode == "missing")
         except (UnsoundVectors, ValueError) as error:
             raise dg.Failure(str(error), allow_retries=False) from error
@@ -179,10 +179,10 @@ def item_embeddings(
 )
 @retries_only_transient
 def user_embeddings(
-    context: dg.AssetExecutionContext, onnx_towers: OnnxTowers, app_db: AppDatabase
+    context: dg.AssetExecutionContext, onnx_towers: OnnxTowers, app_db: AppDatabase, model_store: ModelStore
 ) -> dg.Output[UserEmbeddings]:
     as_of = datetime.now(UTC)
-    model = _serving_model(onnx_towers)
+    model = _serving_model(onnx_towers, model_store)
     try:
         report = publish_user_vectors(app_db.resolved_url(), model, as_of)
     except (UnsoundVectors, ValueError) as error:
@@ -234,6 +234,7 @@ def active_model_version(
     training_data: TrainingData,
     app_db: AppDatabase,
     mlflow_tracking: MlflowTracking,
+    model_store: ModelStore,
 ):
     version = onnx_towers.version
     if user_embeddings.version != version:
@@ -244,7 +245,7 @@ def active_model_version(
     now = datetime.now(UTC)
     rule = GateRule(config.primary_metric, config.relative_margin, config.min_held_out_likes,
                     bootstrap_samples=config.bootstrap_samples)
-    candidate = _serving_model(onnx_towers)
+    candidate = _serving_model(onnx_towers, model_store)
     with app_db.connect() as conn:
         active_now = vector_store.active_version(conn)
         champion = vector_store.active_record(conn)
@@ -258,7 +259,8 @@ def active_model_version(
             return prepare_training(data.catalogue, data.likes, TrainingConfig.from_dict(onnx_towers.training_config),
                                     data.profiles, data.as_of, data.window_days)
 
-        decision = gate(candidate, champion, active_now, holdout, load_version, rule)
+        decision = gate(candidate, champion, active_now, holdout,
+                        lambda record: load_version(record, Path(model_store.cache_dir)), rule)
     _record_gate(decision, version, rule, app_db, mlflow_tracking, onnx_towers.mlflow_run_id)
     yield _gate_result(decision, rule)
     if not decision.promote:
