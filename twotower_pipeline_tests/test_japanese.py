@@ -36,8 +36,12 @@ from twotower_pipeline.model.features import (
     text_terms,
 )
 from twotower_pipeline.publishing import load_version
+from twotower_pipeline.validation import QualityRules, prepare_training_data
 from twotower_pipeline_tests.conftest import PUBLISHABLE, QUICK, new_database, published_pipeline
 from twotower_pipeline_tests.test_edge_functions import FUNCTIONS, deno_env, explain, run, tool
+from twotower_pipeline_tests.test_validation import NOW as VALIDATION_NOW
+from twotower_pipeline_tests.test_validation import _catalogue as _validation_catalogue
+from twotower_pipeline_tests.test_validation import _likes as _validation_likes
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -158,6 +162,35 @@ def test_text_input_of_variant_spellings_is_the_same_vector():
 
 
 # -- feature specs: current and older ----------------------------------------------------------------
+
+def test_hostile_japanese_text_is_counted_and_cleaned_like_other_hostile_text():
+    catalogue = _validation_catalogue()
+    catalogue.loc[0, "description"] = "東京の夜景を楽しむ大人の旅。" * 2_000  # 30,000 characters
+    catalogue.loc[1, "title"], catalogue.loc[1, "description"] = "★☆♪！？・…【】", "〜〜〜※※※"  # only symbols
+    catalogue.loc[2, "title"], catalogue.loc[2, "description"] = "🎬🍿✨", "😀😀😀"  # only emoji
+    catalogue.loc[3, "title"] = "か" + "\u3099" * 12 + "の夜景"  # a kana under a pile of voicing marks
+    catalogue.loc[4, "title"] = "新作\u200b\u202eドラマ\x07"  # zero-width, bidirectional and control characters
+    data = prepare_training_data(catalogue, _validation_likes(catalogue), VALIDATION_NOW,
+                                 QualityRules(min_likes=10, max_repaired_video_share=0.2))
+
+    assert data.passed, data.report()  # 5 of 50 videos repaired: within the tolerance set above
+    counts = {o.rule: o.bad_rows for o in data.outcomes}
+
+    def count(rule_start: str) -> int:
+        return next(n for rule, n in counts.items() if rule.startswith(rule_start))
+
+    assert count("title and description together at most") == 1
+    assert count("title and description have at least one word") == 2  # the symbols and the emoji
+    assert count("title and description without more than") == 1
+    assert count("title and description without control characters") == 1
+    assert count("title and description without bidirectional controls") == 1
+    cleaned = data.catalogue.set_index("id").loc[catalogue["id"]]
+    assert len(cleaned["description"].iloc[0]) == 20_000  # truncated, as English text is
+    assert unicodedata.combining(cleaned["title"].iloc[3][1]) and cleaned["title"].iloc[3].count("\u3099") <= 4
+    assert not any(c in cleaned["title"].iloc[4] for c in "\u200b\u202e\x07")
+    assert text_terms(cleaned["title"].iloc[1] + " " + cleaned["description"].iloc[1]) == []  # no text feature
+    assert text_terms(cleaned["title"].iloc[3])[-2:] == ["の夜", "夜景"]  # the words around the marks survive
+
 
 def test_a_spec_written_before_normalisation_is_served_as_it_was_trained():
     japanese = generate_demo_data(tiny_demo_size(), NOW, lang="ja")
