@@ -35,7 +35,11 @@ PER_USER_METRICS = ("recall_at_50", "ndcg_at_10", "precision_at_10", "auc")  # w
 @dataclass(frozen=True)
 class GateRule:
     metric: str = "recall_at_50"
-    relative_margin: float = 0.05
+    # Retraining the demo's data with another seed gave a difference of -6.7% with a 95% interval of
+    # [-17%, +4%] over 1,000 users: the interval of an honest retrain spans about +-10% at this size, so
+    # a tighter margin would refuse most fresh models and let the champion go stale. 20% lets seed
+    # noise through and still refuses a model that lost a fifth of its recall (README: the gate).
+    relative_margin: float = 0.20
     min_held_out_likes: int = 500
     confidence: float = 0.95
     bootstrap_samples: int = 2_000
