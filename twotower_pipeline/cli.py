@@ -257,8 +257,11 @@ def demo(videos: int, users: int, likes: int, seed: int, lang: str, reset: bool)
 
 
 def _print_summary(settings: Settings, users: int) -> None:
+    from collections import Counter
+
     from twotower_pipeline import db as database
     from twotower_pipeline import vector_store
+    from twotower_pipeline.model.features import normalise_name
 
     url = database.database_url(settings)
     with database.connect(url) as conn:
@@ -297,10 +300,12 @@ def _print_summary(settings: Settings, users: int) -> None:
             "order by count(*) desc, user_id limit %s", (users,)
         ).fetchall()
         for (user_id,) in demo_users:
-            liked = conn.execute(
-                "select v.genre, count(*) from public.likes l join public.videos v on v.id = l.video_id "
-                "where l.user_id = %s group by v.genre order by 2 desc limit 3", (user_id,)
+            genres = conn.execute(
+                "select v.genre from public.likes l join public.videos v on v.id = l.video_id "
+                "where l.user_id = %s and v.genre is not null", (user_id,)
             ).fetchall()
+            # Counted as the model reads them: 「ﾄﾞﾗﾏ」 and 「ドラマ」 are one genre.
+            liked = Counter(normalise_name(genre) for (genre,) in genres).most_common(3)
             click.echo(f"\nTop 10 for user {user_id} (likes mostly {', '.join(g for g, _ in liked)}):")
             rows = conn.execute(
                 "select r.score, v.genre, v.maker, v.title from public.recommend_videos(%s, 10) r "
