@@ -100,3 +100,26 @@ def test_dg_check_defs_loads_the_project(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "All definitions loaded successfully." in checked.stdout + checked.stderr
+
+
+def test_the_launchpad_refuses_hyper_parameters_that_cannot_train():
+    import pydantic
+    import pytest
+
+    from twotower_pipeline.assets.model import TrainingRunConfig
+
+    job = _defs().resolve_job_def("weekly_retrain")
+    # A choice outside the typed set is refused before a run starts.
+    with pytest.raises(dg.DagsterInvalidConfigError, match="hinge"):
+        dg.validate_run_config(job, {"ops": {"two_tower_model": {"config": {"loss": "hinge"}}}})
+    # Numbers that cannot train are refused when the step builds its config, naming the field.
+    for field, value in (("epochs", 0), ("batch_size", 1), ("learning_rate", 0.0), ("dropout", 1.0),
+                         ("holdout_fraction", 1.5)):
+        with pytest.raises(pydantic.ValidationError, match=field):
+            TrainingRunConfig(**{field: value})
+    # The launchpad's defaults are the model's own (one definition).
+    from twotower_pipeline.model.config import TrainingConfig
+
+    defaults, launchpad = TrainingConfig(), TrainingRunConfig().to_training_config()
+    assert (launchpad.epochs, launchpad.batch_size, launchpad.learning_rate, launchpad.tower.dropout) == \
+        (defaults.epochs, defaults.batch_size, defaults.learning_rate, defaults.tower.dropout)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from twotower_pipeline import vector_store
 from twotower_pipeline.assets import (
@@ -47,24 +48,25 @@ _DEFAULTS = TrainingConfig()
 
 
 class TrainingRunConfig(dg.Config):
-    """Hyper-parameters; editable in the launchpad for a one-off run. Defaults: ``TrainingConfig``'s."""
+    """Hyper-parameters; editable in the launchpad for a one-off run. Defaults: ``TrainingConfig``'s; the
+    bounds refuse a value that cannot train (checked when the step starts, before any data is read)."""
 
     loss: Literal["sampled_softmax", "margin"] = _DEFAULTS.loss  # "margin": the design document's contrastive loss
-    epochs: int = _DEFAULTS.epochs
-    batch_size: int = _DEFAULTS.batch_size
-    learning_rate: float = _DEFAULTS.learning_rate
-    temperature: float = _DEFAULTS.temperature
+    epochs: int = Field(_DEFAULTS.epochs, ge=1, le=1_000)
+    batch_size: int = Field(_DEFAULTS.batch_size, ge=2, le=1_000_000)  # in-batch negatives need two
+    learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0.0, le=10.0)
+    temperature: float = Field(_DEFAULTS.temperature, gt=0.0)
     logq_correction: bool = _DEFAULTS.logq_correction
-    margin: float = _DEFAULTS.margin
-    negatives_per_example: int = _DEFAULTS.negatives_per_example
-    random_negatives: float = _DEFAULTS.negative_mix.random
-    hard_negatives: float = _DEFAULTS.negative_mix.hard
-    popular_negatives: float = _DEFAULTS.negative_mix.popular
-    hard_negative_pool: int = _DEFAULTS.hard_negative_pool
-    early_stopping_patience: int = _DEFAULTS.early_stopping_patience
-    embedding_dim: int = _DEFAULTS.tower.embedding_dim
-    dropout: float = _DEFAULTS.tower.dropout
-    holdout_fraction: float = _DEFAULTS.holdout.holdout_fraction
+    margin: float = Field(_DEFAULTS.margin, ge=0.0)
+    negatives_per_example: int = Field(_DEFAULTS.negatives_per_example, ge=1)
+    random_negatives: float = Field(_DEFAULTS.negative_mix.random, ge=0.0, le=1.0)
+    hard_negatives: float = Field(_DEFAULTS.negative_mix.hard, ge=0.0, le=1.0)
+    popular_negatives: float = Field(_DEFAULTS.negative_mix.popular, ge=0.0, le=1.0)
+    hard_negative_pool: int = Field(_DEFAULTS.hard_negative_pool, ge=1)
+    early_stopping_patience: int = Field(_DEFAULTS.early_stopping_patience, ge=1)
+    embedding_dim: int = Field(_DEFAULTS.tower.embedding_dim, ge=1)
+    dropout: float = Field(_DEFAULTS.tower.dropout, ge=0.0, lt=1.0)
+    holdout_fraction: float = Field(_DEFAULTS.holdout.holdout_fraction, gt=0.0, lt=1.0)
     seed: int = _DEFAULTS.seed
     feature_importance: bool = True
     distribution: Literal["none", "mirrored"] = _DEFAULTS.distribution  # "mirrored": every visible GPU
