@@ -49,7 +49,7 @@ _DEFAULTS = TrainingConfig()
 
 class TrainingRunConfig(dg.Config):
     """Hyper-parameters; editable in the launchpad for a one-off run. Defaults: ``TrainingConfig``'s; the
-    bounds refuse a value that cannot train (checked when the step starts, before any data is read)."""
+    bounds refuse a value that cannot train (checked when the step starts, before it trains)."""
 
     loss: Literal["sampled_softmax", "margin"] = _DEFAULTS.loss  # "margin": the design document's contrastive loss
     epochs: int = Field(_DEFAULTS.epochs, ge=1, le=1_000)
