@@ -6,15 +6,21 @@ rows (see :mod:`twotower_pipeline.validation`).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import datetime
 
+import adbc_driver_postgresql.dbapi
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy
 
 from twotower_pipeline.model.dataset import LIKES_WINDOW_DAYS  # noqa: F401 - the training window
 
-CATALOGUE_QUERY = sqlalchemy.text(
-    """
+# {shards}: the shards to read (first hex digit of the id) as a text[] literal, or null for the whole
+# catalogue. A literal, not a parameter: a query without parameters is streamed as binary COPY
+# (twice as fast as a bound query's result at 1M videos).
+CATALOGUE_QUERY = """
     select v.id::text as id, v.title, v.description, v.genre, v.maker,
            v.price::double precision as price, v.duration_seconds, v.created_at,
            coalesce(p.names, '{}') as performers,
@@ -30,10 +36,9 @@ CATALOGUE_QUERY = sqlalchemy.text(
         from public.video_tags vt join public.tags t on t.id = vt.tag_id
         group by vt.video_id
     ) t on t.video_id = v.id
-    where cast(:shards as text[]) is null or left(v.id::text, 1) = any(cast(:shards as text[]))
+    where {shards}::text[] is null or left(v.id::text, 1) = any({shards}::text[])
     order by v.id
-    """
-)
+"""
 
 # Rows without a timestamp cannot be placed in the window, and rows stamped in the future
 # (clock skew, bad imports) do not belong in it: both are read so validation counts them.
@@ -47,14 +52,64 @@ LIKES_QUERY = sqlalchemy.text(
 )
 
 
-def read_catalogue(engine: sqlalchemy.Engine, shards: list[str] | None = None) -> pd.DataFrame:
-    """The catalogue, or only the videos of some shards (first hex digit of the id)."""
-    with engine.connect() as conn:
-        frame = pd.read_sql(CATALOGUE_QUERY, conn, params={"shards": shards})
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    frame["performers"] = frame["performers"].map(list)
-    frame["tags"] = frame["tags"].map(list)
+CATALOGUE_BATCH_ROWS = 25_000
+
+
+def read_catalogue(source: sqlalchemy.Engine | str, shards: list[str] | None = None) -> pd.DataFrame:
+    """The catalogue, or only the videos of some shards (first hex digit of the id), ordered by id."""
+    frames = list(catalogue_batches(source, shards))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def catalogue_batches(source: sqlalchemy.Engine | str, shards: list[str] | None = None,
+                      rows: int = CATALOGUE_BATCH_ROWS) -> Iterator[pd.DataFrame]:
+    """The catalogue (or some shards) in frames of at most ``rows`` videos, in id order, as PostgreSQL
+    sends it: columnar (Arrow, through the ADBC driver's binary COPY), so memory holds one frame of
+    videos, not the catalogue. Always yields at least one (possibly empty) frame."""
+    with adbc_driver_postgresql.dbapi.connect(libpq_url(source)) as conn, conn.cursor() as cursor:
+        # One query, one transaction (through a transaction pooler it stays on one server connection).
+        cursor.execute(CATALOGUE_QUERY.replace("{shards}", _shards_literal(shards)))
+        reader = cursor.fetch_record_batch()
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        yielded = False
+        for batch in reader:
+            while batch.num_rows:
+                take = min(rows - held, batch.num_rows)
+                pending.append(batch.slice(0, take))
+                held += take
+                batch = batch.slice(take)
+                if held == rows:
+                    yield _catalogue_frame(pa.Table.from_batches(pending))
+                    yielded, pending, held = True, [], 0
+        if pending or not yielded:
+            yield _catalogue_frame(pa.Table.from_batches(pending, schema=reader.schema))
+
+
+def _shards_literal(shards: list[str] | None) -> str:
+    if shards is None:
+        return "null"
+    bad = [shard for shard in shards if not isinstance(shard, str) or not re.fullmatch("[0-9a-f]", shard)]
+    if bad:
+        raise ValueError(f"catalogue shards are the first hex digit of a video id (0-9, a-f), got {bad}")
+    return "'{" + ",".join(shards) + "}'"
+
+
+def _catalogue_frame(table: pa.Table) -> pd.DataFrame:
+    """read_catalogue's frame: text as str (None when missing), price and duration as numbers,
+    created_at as UTC timestamps (nanoseconds), performers and tags as arrays of names."""
+    frame = table.to_pandas()
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).astype("datetime64[ns, UTC]")
     return frame
+
+
+def libpq_url(source: sqlalchemy.Engine | str) -> str:
+    """A postgresql:// URL libpq (and so the ADBC driver) accepts, from a URL or an engine."""
+    url = source if isinstance(source, str) else source.url.render_as_string(hide_password=False)
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix):]
+    return url
 
 
 def read_likes(engine: sqlalchemy.Engine, since: datetime | None = None) -> pd.DataFrame:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,8 +23,15 @@ import numpy as np
 import pandas as pd
 import sqlalchemy
 
-from twotower_pipeline import db, vector_store
-from twotower_pipeline.app_data import read_catalogue, read_likes, read_profiles, read_video_ids
+from twotower_pipeline import db, item_stream, vector_store
+from twotower_pipeline.app_data import (
+    CATALOGUE_BATCH_ROWS,
+    catalogue_batches,
+    read_catalogue,
+    read_likes,
+    read_profiles,
+    read_video_ids,
+)
 from twotower_pipeline.model.features import POPULARITY_WINDOW_DAYS, FeatureSpec
 from twotower_pipeline.model.onnx_runtime import onnx_session, run_onnx
 from twotower_pipeline.model.serving_path import (
@@ -32,8 +41,9 @@ from twotower_pipeline.model.serving_path import (
     SERVED_BY_VECTOR,
     PopularVideos,
     Snapshot,
-    item_inputs,
     popular_videos,
+    popularity_inputs,
+    shares_of,
     user_histories,
     video_popularity,
 )
@@ -119,39 +129,25 @@ def _norms(vectors: np.ndarray) -> tuple[float, float, float]:
     return float(norms.min()), float(norms.mean()), float(norms.max())
 
 
-def _split(seconds: float, weights: dict[str, int]) -> dict[str, float]:
-    """``seconds`` split between shards in proportion to their rows (evenly when none has rows)."""
+def _shard_reports(tallies: item_stream.ShardTallies, seconds: float, skipped: bool) -> dict[str, ShardReport]:
+    """Each shard's rows written, skipped videos, norms and share of the write's time (the shards of
+    one write are read, embedded and copied together: by rows written, by rows read when none were)."""
+    items = tallies.tallies
+    weights = {shard: t.written for shard, t in items.items()}
+    if not sum(weights.values()):
+        weights = {shard: t.read for shard, t in items.items()}
     total = sum(weights.values())
-    return {shard: seconds * (rows / total if total else 1 / len(weights)) for shard, rows in weights.items()}
-
-
-def _shard_reports(shards: Sequence[str], read_ids: np.ndarray, ids: np.ndarray, vectors: np.ndarray,
-                   phases: dict[str, float], skipped_ids: np.ndarray | None) -> dict[str, ShardReport]:
-    """Each shard's rows written, seconds, skipped videos and norms, from one write of ``shards``:
-    ``read_ids`` the catalogue videos read, ``ids``/``vectors`` those written, ``skipped_ids`` those
-    left alone as already embedded (None when nothing is skipped)."""
-    def shard_of(video_ids: np.ndarray) -> np.ndarray:
-        return np.asarray(video_ids, dtype=str).astype("U1")  # a video's shard: its id's first hex digit
-
-    read_shard, written_shard = shard_of(read_ids), shard_of(ids)
-    read = {shard: int((read_shard == shard).sum()) for shard in shards}
-    written = {shard: int((written_shard == shard).sum()) for shard in shards}
-    seconds = dict.fromkeys(shards, 0.0)
-    for phase, took in phases.items():
-        # Reading is per video read; features, inference, writing and the index repair per video written.
-        for shard, share in _split(took, read if phase == "read" else written).items():
-            seconds[shard] += share
-    already = (None if skipped_ids is None
-               else {shard: int((shard_of(skipped_ids) == shard).sum()) for shard in shards})
-    reports = {}
-    for shard in shards:
-        low, mean, high = _norms(vectors[written_shard == shard])
-        reports[shard] = ShardReport(
-            written=written[shard], seconds=seconds[shard],
-            skipped={} if already is None else {"already embedded": already[shard]},
-            norm_min=low, norm_mean=mean, norm_max=high,
+    return {
+        shard: ShardReport(
+            written=t.written,
+            seconds=seconds * (weights[shard] / total if total else 1 / len(items)),
+            skipped={"already embedded": t.skipped} if skipped else {},
+            norm_min=t.norm_min if t.written else 0.0,
+            norm_mean=t.norm_sum / t.written if t.written else 0.0,
+            norm_max=t.norm_max,
         )
-    return reports
+        for shard, t in items.items()
+    }
 
 
 def _clean_likes(engine: sqlalchemy.Engine, known_videos: set[str], as_of: datetime,
@@ -171,61 +167,114 @@ def _refuse_unsound(vectors: np.ndarray, what: str, version: str) -> None:
 
 
 def publish_item_vectors(
-    url: str, model: ServingModel, shards: Sequence[str], as_of: datetime, only_missing: bool = False
+    url: str, model: ServingModel, shards: Sequence[str], as_of: datetime, only_missing: bool = False,
+    workers: int | None = None, chunk_rows: int = CATALOGUE_BATCH_ROWS,
 ) -> EmbeddingReport:
     """Write the version's vectors of the catalogue videos in ``shards``, in one transaction: all of
-    them (replacing the shards' rows), or only those without a vector yet (new videos)."""
+    them (replacing the shards' rows), or only those without a vector yet (new videos).
+
+    The catalogue is streamed in chunks (:mod:`twotower_pipeline.item_stream`): reading, feature
+    preparation (in ``workers`` processes, by default one per core), ONNX Runtime and the COPY
+    overlap, and memory holds a few chunks of ``chunk_rows`` videos. ``phase_seconds`` are each stage's busy time (features:
+    summed over the workers), so they add up to more than the step; ``seconds`` is the step."""
     started = time.perf_counter()
     phases: dict[str, float] = {}
     engine = db.create_engine(url)
     try:
-        catalogue = clean_catalogue(read_catalogue(engine, list(shards)))
         # Popularity is a share of every video's likes, so the likes of all shards are read.
         likes = _clean_likes(engine, read_video_ids(engine), as_of,
                              as_of - timedelta(days=max(POPULARITY_HORIZON_DAYS, POPULARITY_WINDOW_DAYS)))
     finally:
         engine.dispose()
-    skipped: dict[str, int] = {}
-    read_ids = catalogue["id"].to_numpy()
-    skipped_ids = None
+    shares = popularity_inputs(likes, as_of)
+    decayed = pd.Series(video_popularity(pd.Series(likes["video_id"].unique()), likes, as_of,
+                                         model.spec.popularity_half_life_days),
+                        index=likes["video_id"].unique())
+    done: set[str] = set()
     if only_missing:
         with db.connect(url) as conn:
             done = vector_store.embedded_video_ids(conn, model.version, shards)
-        new = ~catalogue["id"].isin(done)
-        skipped["already embedded"] = int((~new).sum())
-        skipped_ids = read_ids[~new.to_numpy()]
-        catalogue = catalogue[new].reset_index(drop=True)
-    phases["read"] = time.perf_counter() - started
-    inputs = item_inputs(model.spec, catalogue, likes, as_of)
-    popularity = video_popularity(catalogue["id"], likes, as_of, model.spec.popularity_half_life_days)
-    phases["features"] = time.perf_counter() - started - sum(phases.values())
-    vectors = model.embed_items(inputs) if len(catalogue) else np.zeros((0, 64), np.float32)
-    phases["inference"] = time.perf_counter() - started - sum(phases.values())
-    _refuse_unsound(vectors, "item", model.version)
-    ids = catalogue["id"].to_numpy()
-    with db.connect(url) as conn:
-        written = vector_store.write_item_vectors(
-            conn, model.version, shards, ids, vectors, popularity, replace_shards=not only_missing
-        )
-    phases["write"] = time.perf_counter() - started - sum(phases.values())
+    phases["likes"] = time.perf_counter() - started
+    tallies = item_stream.ShardTallies(shards)
+    features = item_stream.FeaturePool(model.spec, pd.Timestamp(as_of),
+                                       item_stream.feature_workers() if workers is None else workers)
+
+    def embed(ids: np.ndarray, popularity: np.ndarray, prepared: Future) -> tuple:
+        inputs, took = prepared.result()
+        phases["features"] = phases.get("features", 0.0) + took
+        began = time.perf_counter()
+        vectors = model.embed_items(inputs) if len(ids) else np.zeros((0, 64), np.float32)
+        phases["inference"] = phases.get("inference", 0.0) + time.perf_counter() - began
+        _refuse_unsound(vectors, "item", model.version)
+        tallies.written(ids, vectors)
+        return ids, vectors, popularity
+
+    def chunks() -> Iterator[tuple]:
+        """Each chunk's (ids, vectors, popularity), features of the next ones under way meanwhile."""
+        pending: deque = deque()
+        for frame in item_stream.read_ahead(catalogue_batches(url, list(shards), chunk_rows), phases):
+            tallies.count("read", frame["id"].to_numpy())
+            if only_missing:
+                new = ~frame["id"].isin(done)
+                tallies.count("skipped", frame["id"].to_numpy()[~new.to_numpy()])
+                frame = frame[new].reset_index(drop=True)
+            if not len(frame):
+                continue
+            ids = frame["id"].to_numpy()
+            popularity = shares_of(decayed, frame["id"]).astype(np.float32)
+            pending.append((ids, popularity, features.submit(frame, shares_of(shares, frame["id"]))))
+            while len(pending) > features.workers:
+                yield embed(*pending.popleft())
+        while pending:
+            yield embed(*pending.popleft())
+
+    try:
+        if only_missing:  # a top-up (new videos: a few) is written in one piece, replacing only its rows
+            parts = list(chunks())
+            ids = np.concatenate([part[0] for part in parts]) if parts else np.array([], dtype=object)
+            vectors = np.concatenate([part[1] for part in parts]) if parts else np.zeros((0, 64), np.float32)
+            popularity = np.concatenate([part[2] for part in parts]) if parts else np.zeros(0, np.float32)
+            with db.connect(url) as conn:
+                began = time.perf_counter()
+                written = vector_store.write_item_vectors(conn, model.version, shards, ids, vectors, popularity,
+                                                          replace_shards=False)
+                phases["write"] = time.perf_counter() - began
+        else:
+            writer = item_stream.BackgroundWriter(
+                lambda stream: _copy_in_transaction(url, model.version, shards, stream), phases)
+            try:
+                for chunk in chunks():
+                    writer.put(chunk)
+                written = writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
+    finally:
+        features.close()
     if written:
         with db.connect(url, autocommit=True) as conn:
+            began = time.perf_counter()
             if vector_store.repair_item_index(conn, model.version):
-                phases["index repair"] = time.perf_counter() - started - sum(phases.values())
-    low, mean, high = _norms(vectors)
-    per_shard = pd.Series(ids, dtype=object).str[0].value_counts().to_dict() if len(ids) else {}
+                phases["index repair"] = time.perf_counter() - began
     seconds = time.perf_counter() - started
-    timed = {**phases, "rest": max(seconds - sum(phases.values()), 0.0)}  # the norms, after the phases
-    shard_reports = _shard_reports(shards, read_ids, ids, vectors, timed, skipped_ids)
+    items = tallies.tallies.values()
+    count = sum(t.written for t in items)
     return EmbeddingReport(
         written=written,
         seconds=seconds,
-        skipped=skipped,
+        skipped={"already embedded": sum(t.skipped for t in items)} if only_missing else {},
         phase_seconds={k: round(v, 3) for k, v in phases.items()},
-        norm_min=low, norm_mean=mean, norm_max=high,
-        per_shard={shard: int(per_shard.get(shard, 0)) for shard in shards},
-        shards=shard_reports,
+        norm_min=min((t.norm_min for t in items if t.written), default=0.0),
+        norm_mean=sum(t.norm_sum for t in items) / count if count else 0.0,
+        norm_max=max((t.norm_max for t in items), default=0.0),
+        per_shard={shard: tallies.tallies[shard].written for shard in shards},
+        shards=_shard_reports(tallies, seconds, only_missing),
     )
+
+
+def _copy_in_transaction(url: str, version: str, shards: Sequence[str], chunks: Iterator[tuple]) -> int:
+    with db.connect(url) as conn:  # commits when every chunk is written; rolls back on an error
+        return vector_store.copy_item_vectors(conn, version, shards, chunks)
 
 
 def read_snapshot(url: str, as_of: datetime) -> Snapshot:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,10 +49,17 @@ def create_version_partitions(conn: psycopg.Connection, version: str) -> None:
 
 def check_dimension(conn: psycopg.Connection, table: str, vectors: np.ndarray) -> None:
     """Refuse to write vectors whose size is not the column's (e.g. a column altered by hand)."""
-    dimension = conn.execute(
+    _check_shape(table, column_dimension(conn, table), vectors)
+
+
+def column_dimension(conn: psycopg.Connection, table: str) -> int:
+    return conn.execute(
         "select atttypmod from pg_attribute where attrelid = %s::regclass and attname = 'embedding'",
         (f"public.{table}",),
     ).fetchone()[0]
+
+
+def _check_shape(table: str, dimension: int, vectors: np.ndarray) -> None:
     if vectors.ndim != 2 or (len(vectors) and vectors.shape[1] != dimension):
         size = vectors.shape[1] if vectors.ndim == 2 else vectors.shape
         raise ValueError(
@@ -87,26 +94,48 @@ def write_item_vectors(
 ) -> int:
     """Write the version's item vectors of ``shards`` in the caller's transaction: replacing every row
     of those shards (a backfill), or only the rows of these videos (a top-up of new videos)."""
+    if replace_shards:
+        return copy_item_vectors(conn, version, shards, iter([(video_ids, vectors, popularity)]))
     check_dimension(conn, ITEM_TABLE, np.asarray(vectors))
-    partition = partition_name(conn, ITEM_TABLE, version)
+    partition = _lock_shards(conn, version, shards)
+    conn.execute(sql.SQL("delete from public.{} where video_id = any(%s::uuid[])").format(
+        sql.Identifier(partition)), (list(video_ids),))
+    return _copy_item_rows(conn, version, partition, iter([(video_ids, vectors, popularity)]),
+                           dimension=None)  # checked above
+
+
+def copy_item_vectors(conn: psycopg.Connection, version: str, shards: Sequence[str],
+                      chunks: Iterator[tuple[Sequence[str], np.ndarray, np.ndarray]]) -> int:
+    """Replace every row of the version's ``shards`` with ``chunks`` of (video ids, vectors,
+    popularity), in the caller's transaction, as one binary COPY: chunks are written as they come,
+    so a re-embed can stream. Readers see the old rows until the transaction commits."""
+    dimension = column_dimension(conn, ITEM_TABLE)
+    partition = _lock_shards(conn, version, shards)
+    conn.execute(
+        sql.SQL("delete from public.{} where left(video_id::text, 1) = any(%s)").format(sql.Identifier(partition)),
+        (list(shards),),
+    )
+    return _copy_item_rows(conn, version, partition, chunks, dimension)
+
+
+def _lock_shards(conn: psycopg.Connection, version: str, shards: Sequence[str]) -> str:
     for shard in sorted(shards):
         # Two writers of one shard queue up here; the second replaces the first's rows.
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{version}/{shard}",))
-    if replace_shards:
-        conn.execute(
-            sql.SQL("delete from public.{} where left(video_id::text, 1) = any(%s)").format(
-                sql.Identifier(partition)),
-            (list(shards),),
-        )
-    else:
-        conn.execute(sql.SQL("delete from public.{} where video_id = any(%s::uuid[])").format(
-            sql.Identifier(partition)), (list(video_ids),))
-    rows = (
-        (version, uuid.UUID(vid), vec.astype(np.float32), float(pop))
-        for vid, vec, pop in zip(video_ids, vectors, popularity)
-    )
+    return partition_name(conn, ITEM_TABLE, version)
+
+
+def _copy_item_rows(conn: psycopg.Connection, version: str, partition: str,
+                    chunks: Iterator[tuple[Sequence[str], np.ndarray, np.ndarray]], dimension: int | None) -> int:
+    def rows() -> Iterator[tuple]:
+        for video_ids, vectors, popularity in chunks:
+            if dimension is not None:
+                _check_shape(ITEM_TABLE, dimension, np.asarray(vectors))
+            for vid, vec, pop in zip(video_ids, vectors, popularity):
+                yield version, uuid.UUID(vid), vec.astype(np.float32), float(pop)
+
     return _copy_vectors(conn, partition, ("model_version", "video_id", "embedding", "popularity"),
-                         ("text", "uuid", "vector", "float4"), rows)
+                         ("text", "uuid", "vector", "float4"), rows())
 
 
 def write_user_vectors(

@@ -20,8 +20,19 @@ import pytest
 
 from twotower_pipeline import db, vector_store
 from twotower_pipeline.model.evaluation import top_k_rows
-from twotower_pipeline.model.serving_path import SERVED_BY_POPULARITY, SERVED_BY_SEGMENT, served_ranking
-from twotower_pipeline.publishing import load_version, publish_item_vectors, publish_user_vectors, read_snapshot
+from twotower_pipeline.model.serving_path import (
+    SERVED_BY_POPULARITY,
+    SERVED_BY_SEGMENT,
+    item_inputs,
+    served_ranking,
+)
+from twotower_pipeline.publishing import (
+    UnsoundVectors,
+    load_version,
+    publish_item_vectors,
+    publish_user_vectors,
+    read_snapshot,
+)
 from twotower_pipeline.resources import MlflowTracking
 from twotower_pipeline.retrain import run_weekly_retrain
 from twotower_pipeline.settings import PROJECT_ROOT
@@ -121,6 +132,59 @@ def test_what_the_evaluation_ranks_is_what_recommend_videos_serves(published):
             served = [r[0] for r in conn.execute("select video_id::text from public.recommend_videos(%s, 10)",
                                                  (user,))]
             assert served == catalogue_ids[rows].tolist(), user
+
+
+def _stored_item_vectors(url: str, version: str) -> dict[str, np.ndarray]:
+    with db.connect(url) as conn:
+        partition = vector_store.partition_name(conn, vector_store.ITEM_TABLE, version)
+        return {video: vector.to_numpy() for video, vector in conn.execute(
+            f'select video_id::text, embedding from public."{partition}"')}
+
+
+def test_a_re_embed_streamed_in_chunks_through_worker_processes_writes_the_evaluated_vectors(published):
+    """Chunks read, prepared in two worker processes, embedded and copied while the next ones are
+    read: every video's vector is the one computed from the whole catalogue at once (the run's
+    evaluation's inputs), and the per-shard figures add up."""
+    url = published.url
+    with db.connect(url) as conn:
+        model = load_version(vector_store.active_record(conn))
+    as_of = datetime.now(UTC)
+    report = publish_item_vectors(url, model, list(vector_store.SHARDS), as_of, workers=2, chunk_rows=257)
+    snapshot = read_snapshot(url, as_of)
+    assert len(snapshot.catalogue) > 4 * 257  # several chunks, so the worker processes ran
+    expected = model.embed_items(item_inputs(model.spec, snapshot.catalogue, snapshot.likes, as_of))
+    stored = _stored_item_vectors(url, model.version)
+    assert report.written == len(stored) == len(snapshot.catalogue)
+    np.testing.assert_allclose(np.stack([stored[v] for v in snapshot.catalogue["id"]]), expected, atol=1e-6)
+    assert sum(part.written for part in report.shards.values()) == report.written
+    assert report.phase_seconds["features"] > 0 and report.phase_seconds["write"] > 0
+
+
+def test_a_re_embed_that_fails_midway_leaves_the_stored_vectors_as_they_were(published):
+    """Non-finite vectors from the third chunk: the re-embed stops naming the version, and the rows the
+    first chunks had already copied are rolled back with the rest."""
+    url = published.url
+    with db.connect(url) as conn:
+        record = vector_store.active_record(conn)
+    before = _stored_item_vectors(url, record.version)
+
+    class FailsOnThirdChunk(type(load_version(record))):
+        chunks = 0
+
+        def embed_items(self, inputs):
+            vectors = super().embed_items(inputs)
+            FailsOnThirdChunk.chunks += 1
+            if FailsOnThirdChunk.chunks == 3:
+                vectors[0, 0] = np.nan
+            return vectors
+
+    model = FailsOnThirdChunk.load(record.version, record.user_tower_path, record.item_tower_path,
+                                   record.feature_spec_path)
+    with pytest.raises(UnsoundVectors, match=f"model version {record.version} produced 1 non-finite item"):
+        publish_item_vectors(url, model, list(vector_store.SHARDS), datetime.now(UTC), workers=1, chunk_rows=200)
+    after = _stored_item_vectors(url, record.version)
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(after[v], before[v]) for v in before)
 
 
 def test_a_blocking_data_check_stops_the_line_and_leaves_the_active_model_alone(published, tmp_path: Path):

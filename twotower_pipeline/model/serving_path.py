@@ -96,10 +96,24 @@ class Snapshot:
 def item_inputs(spec: FeatureSpec, catalogue: pd.DataFrame, likes: pd.DataFrame, as_of: object) -> dict[str, np.ndarray]:
     """Item-tower inputs of the ``catalogue`` videos as of ``as_of``; ``likes`` are the likes of every
     catalogue video (a shard's videos' popularity is their share of all likes)."""
+    shares = popularity_inputs(likes, as_of)
+    return item_features(spec, catalogue, shares_of(shares, catalogue["id"]), pd.Timestamp(as_of))
+
+
+def popularity_inputs(likes: pd.DataFrame, as_of: object) -> pd.Series:
+    """The popularity input at ``as_of`` of every video with a like in the window before it (video id
+    -> its share of the window's likes); every other video's is 0. Computed once for a catalogue
+    read in chunks."""
     as_of = pd.Timestamp(as_of)
     recent = likes[(likes["created_at"] >= as_of - pd.Timedelta(days=POPULARITY_WINDOW_DAYS))
                    & (likes["created_at"] < as_of)]
-    return item_features(spec, catalogue, popularity_shares(catalogue["id"], recent, as_of), as_of)
+    liked = pd.Series(recent["video_id"].unique())
+    return pd.Series(popularity_shares(liked, recent, as_of), index=liked.to_numpy())
+
+
+def shares_of(shares: pd.Series, video_ids: pd.Series) -> np.ndarray:
+    """The popularity inputs of ``video_ids`` from :func:`popularity_inputs`."""
+    return video_ids.map(shares).fillna(0.0).to_numpy(dtype=np.float64)
 
 
 def decayed_like_weights(likes: pd.DataFrame, as_of: pd.Timestamp, half_life_days: float) -> np.ndarray:

@@ -1,0 +1,246 @@
+"""Re-embedding the catalogue as a stream of chunks, the stages overlapping.
+
+    reader thread       chunks of videos from PostgreSQL, columnar (app_data.catalogue_batches)
+    feature workers     clean text and item-tower inputs of a chunk, one process per core
+    this thread         ONNX Runtime on a chunk's inputs
+    writer thread       binary COPY of a chunk's vectors into the version's partition
+
+Memory holds a few chunks, never the catalogue. The feature preparation is the pure-Python part
+(tokenising titles and descriptions), so it runs in processes; ONNX Runtime, the Arrow read and
+the COPY release the interpreter while they work. A small read (a shard of a small catalogue, a
+top-up of new videos) never starts the processes: its first chunk is prepared here, and workers
+start with its second.
+
+The inputs are :func:`serving_path.item_inputs`' (the same functions, chunk by chunk): what the
+run's evaluation ranks with is what is written.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from twotower_pipeline.model.features import FeatureSpec, item_features
+from twotower_pipeline.validation import clean_catalogue
+
+_QUEUE_DEPTH = 2  # chunks waiting between the reader and the features, and before the writer
+
+
+def feature_workers() -> int:
+    """Processes for the feature preparation: one per core this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+# -- feature preparation, here or in a worker process ------------------------------------------------
+_worker_spec: FeatureSpec | None = None
+
+
+def _start_worker(spec_json: str) -> None:
+    global _worker_spec
+    _worker_spec = FeatureSpec.from_json(spec_json)
+
+
+def _worker_inputs(frame: pd.DataFrame, shares: np.ndarray, as_of: pd.Timestamp
+                   ) -> tuple[dict[str, np.ndarray], float]:
+    assert _worker_spec is not None, "a feature worker starts with the version's spec"
+    return chunk_inputs(_worker_spec, frame, shares, as_of)
+
+
+def chunk_inputs(spec: FeatureSpec, frame: pd.DataFrame, shares: np.ndarray, as_of: pd.Timestamp
+                 ) -> tuple[dict[str, np.ndarray], float]:
+    """A chunk's item-tower inputs (its raw rows cleaned as validation cleans the catalogue) and the
+    seconds they took."""
+    started = time.perf_counter()
+    inputs = item_features(spec, clean_catalogue(frame), shares, as_of)
+    return inputs, time.perf_counter() - started
+
+
+class FeaturePool:
+    """Prepares chunks' inputs: the first in this process, later ones in ``workers`` processes
+    (started with the second chunk; none when ``workers`` is 1)."""
+
+    def __init__(self, spec: FeatureSpec, as_of: pd.Timestamp, workers: int) -> None:
+        self.spec, self.as_of, self.workers = spec, as_of, max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._chunks = 0
+
+    def submit(self, frame: pd.DataFrame, shares: np.ndarray) -> Future:
+        self._chunks += 1
+        if self.workers == 1 or self._chunks == 1:
+            done: Future = Future()
+            done.set_result(chunk_inputs(self.spec, frame, shares, self.as_of))
+            return done
+        if self._pool is None:
+            # forkserver: workers never inherit this process's threads (ONNX Runtime's, the reader's).
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                                             initializer=_start_worker, initargs=(self.spec.to_json(),))
+        return self._pool.submit(_worker_inputs, frame, shares, self.as_of)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+# -- the stages around it ---------------------------------------------------------------------------
+class _Stop(Exception):
+    """The other side of a queue stopped (an error there, or no more chunks)."""
+
+
+_END = object()
+
+
+def read_ahead(chunks: Iterator[pd.DataFrame], seconds: dict[str, float]) -> Iterator[pd.DataFrame]:
+    """``chunks`` produced by a thread, up to _QUEUE_DEPTH ahead of the consumer; the thread's time
+    producing them is added to ``seconds["read"]``. An error in the thread is raised here."""
+    handoff: queue.Queue = queue.Queue(_QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                started = time.perf_counter()
+                chunk = next(chunks, _END)
+                seconds["read"] = seconds.get("read", 0.0) + time.perf_counter() - started
+                _put(handoff, chunk, stop)
+                if chunk is _END:
+                    return
+        except _Stop:
+            return
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            _put(handoff, error, stop)
+
+    thread = threading.Thread(target=produce, name="catalogue-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _put(handoff: queue.Queue, item: object, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            handoff.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+class BackgroundWriter:
+    """Runs ``write(chunks)`` in a thread, where ``chunks`` yields what :meth:`put` is given until
+    :meth:`finish`; an error there is raised by the next put or by finish. :meth:`abort` makes the
+    writer fail (so its transaction rolls back) and waits for it."""
+
+    def __init__(self, write: Callable[[Iterator[tuple]], int], seconds: dict[str, float]) -> None:
+        self._handoff: queue.Queue = queue.Queue(_QUEUE_DEPTH)
+        self._stop = threading.Event()
+        self._seconds = seconds
+        self._result: list[int] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(write,), name="vector-writer", daemon=True)
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[tuple]:
+        while True:
+            item = self._handoff.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            started = time.perf_counter()
+            yield item
+            self._seconds["write"] = self._seconds.get("write", 0.0) + time.perf_counter() - started
+
+    def _run(self, write: Callable[[Iterator[tuple]], int]) -> None:
+        try:
+            self._result.append(write(self._chunks()))
+        except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
+            self._error.append(error)
+        finally:
+            self._stop.set()
+
+    def put(self, chunk: tuple) -> None:
+        try:
+            _put(self._handoff, chunk, self._stop)
+        except _Stop:
+            self._thread.join()
+            raise self._error[0] if self._error else RuntimeError("the vector writer stopped early") from None
+
+    def finish(self) -> int:
+        self.put(_END)
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._result[0]
+
+    def abort(self) -> None:
+        if not self._stop.is_set():
+            try:
+                _put(self._handoff, _Aborted("the re-embed failed before every chunk was written"), self._stop)
+            except _Stop:
+                pass
+        self._thread.join()
+
+
+class _Aborted(RuntimeError):
+    """Raised inside the writer so that its transaction rolls back."""
+
+
+# -- per-shard figures, accumulated chunk by chunk --------------------------------------------------
+@dataclass
+class ShardTally:
+    read: int = 0
+    written: int = 0
+    skipped: int = 0
+    norm_min: float = float("inf")
+    norm_sum: float = 0.0
+    norm_max: float = 0.0
+
+
+@dataclass
+class ShardTallies:
+    shards: Sequence[str]
+    tallies: dict[str, ShardTally] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tallies = {shard: ShardTally() for shard in self.shards}
+
+    @staticmethod
+    def _shard_of(ids: np.ndarray) -> np.ndarray:
+        return np.asarray(ids, dtype=str).astype("U1")  # a video's shard: its id's first hex digit
+
+    def count(self, what: str, ids: np.ndarray) -> None:
+        shard_of = self._shard_of(ids)
+        for shard, n in zip(*np.unique(shard_of, return_counts=True)):
+            tally = self.tallies.setdefault(str(shard), ShardTally())
+            setattr(tally, what, getattr(tally, what) + int(n))
+
+    def written(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.count("written", ids)
+        norms = np.linalg.norm(vectors, axis=1)
+        shard_of = self._shard_of(ids)
+        for shard in np.unique(shard_of):
+            part = norms[shard_of == shard]
+            tally = self.tallies[str(shard)]
+            tally.norm_min = min(tally.norm_min, float(part.min()))
+            tally.norm_max = max(tally.norm_max, float(part.max()))
+            tally.norm_sum += float(part.sum())
