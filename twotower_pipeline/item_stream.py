@@ -132,6 +132,9 @@ def read_ahead(chunks: Iterator[pd.DataFrame], seconds: dict[str, float]) -> Ite
     finally:
         stop.set()
         thread.join()
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # a generator's connection is closed now, not when it is collected
 
 
 def _put(handoff: queue.Queue, item: object, stop: threading.Event) -> None:
