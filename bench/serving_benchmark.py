@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=None, help="override hnsw.ef_search for the queries")
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=128)
+    parser.add_argument("--maintenance-work-mem", default=None,
+                        help="for the index build, e.g. 4GB: an HNSW graph larger than it builds far slower")
     parser.add_argument("--keep-state", action="store_true", help="keep the state folder (for --queries-only)")
     parser.add_argument("--queries-only", type=Path, metavar="STATE", help="re-measure the queries on a kept state")
     parser.add_argument("--embed-only", type=Path, metavar="STATE", help="re-measure the re-embed on a kept state")
@@ -121,6 +123,8 @@ def main() -> None:
         model = bench_model(state)
         embed = embed_figures(url, model, now, options.repeats)  # into VERSION's partition, not indexed yet
         with db.connect(url, autocommit=True) as conn:
+            if options.maintenance_work_mem:
+                conn.execute(f"set maintenance_work_mem = '{options.maintenance_work_mem}'")
             timed("HNSW index build", seconds, lambda: vector_store.build_item_index(
                 conn, VERSION, options.hnsw_m, options.ef_construction))
         timed("user embeddings", seconds, lambda: publish_user_vectors(url, model, now))
@@ -135,7 +139,8 @@ def main() -> None:
             "seconds": seconds,
             **embed,
             **query_figures(latencies, recalls, ef_search),
-            "hnsw": {"m": options.hnsw_m, "ef_construction": options.ef_construction},
+            "hnsw": {"m": options.hnsw_m, "ef_construction": options.ef_construction,
+                     "maintenance_work_mem": options.maintenance_work_mem or "server default (1GB embedded)"},
         }
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / f"serving-{options.videos}v.json"
