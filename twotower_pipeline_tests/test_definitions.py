@@ -114,12 +114,14 @@ def test_the_launchpad_refuses_hyper_parameters_that_cannot_train():
         dg.validate_run_config(job, {"ops": {"two_tower_model": {"config": {"loss": "hinge"}}}})
     # Numbers that cannot train are refused when the step builds its config, naming the field.
     for field, value in (("epochs", 0), ("batch_size", 1), ("learning_rate", 0.0), ("dropout", 1.0),
-                         ("holdout_fraction", 1.5)):
+                         ("holdout_fraction", 1.5), ("warmup_epochs", -1.0)):
         with pytest.raises(pydantic.ValidationError, match=field):
             TrainingRunConfig(**{field: value})
     # The launchpad's defaults are the model's own (one definition).
     from twotower_pipeline.model.config import TrainingConfig
 
     defaults, launchpad = TrainingConfig(), TrainingRunConfig().to_training_config()
-    assert (launchpad.epochs, launchpad.batch_size, launchpad.learning_rate, launchpad.tower.dropout) == \
-        (defaults.epochs, defaults.batch_size, defaults.learning_rate, defaults.tower.dropout)
+    assert (launchpad.epochs, launchpad.batch_size, launchpad.learning_rate, launchpad.learning_rate_schedule,
+            launchpad.warmup_epochs, launchpad.tower.dropout) == \
+        (defaults.epochs, defaults.batch_size, defaults.learning_rate, defaults.learning_rate_schedule,
+         defaults.warmup_epochs, defaults.tower.dropout)

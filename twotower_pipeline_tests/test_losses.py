@@ -345,3 +345,45 @@ def test_mirrored_training_without_a_gpu_stops_instead_of_using_the_cpu():
     with pytest.raises(NoGpuError, match="sees no GPU.*Dockerfile.gpu.*'none'"):
         _strategy(TrainingConfig(distribution="mirrored"))
     assert _strategy(TrainingConfig()).num_replicas_in_sync == 1
+
+
+def test_the_optimizer_takes_adams_step_on_each_embedding_rows_whole_gradient():
+    """DenseGradientAdam sums an embedding's sparse gradient per row before the update: the step
+    Adam takes on the same gradient as a dense tensor, rows looked up several times included."""
+    from twotower_pipeline.model.training import DenseGradientAdam
+
+    ids = tf.constant([[1, 3, 3, 0], [2, 3, 1, 1]])
+    weights = {}
+    for name, optimizer in (("adam", keras.optimizers.Adam(0.01)), ("dense", DenseGradientAdam(0.01))):
+        keras.utils.set_random_seed(7)
+        embedding = keras.layers.Embedding(5, 4)
+        embedding.build((None, 4))
+        for _ in range(3):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(embedding(ids) - 0.5))
+            gradients = tape.gradient(loss, embedding.trainable_variables)
+            assert isinstance(gradients[0], tf.IndexedSlices)
+            if name == "adam":
+                gradients = [tf.convert_to_tensor(gradients[0])]
+            optimizer.apply(gradients, embedding.trainable_variables)
+        weights[name] = embedding.get_weights()[0]
+    np.testing.assert_allclose(weights["dense"], weights["adam"], rtol=1e-6, atol=1e-7)
+
+
+def test_the_learning_rate_schedule_and_its_bounds():
+    from twotower_pipeline.model.training import learning_rate
+
+    assert learning_rate(TrainingConfig(learning_rate=0.003), 10) == 0.003
+    cosine = learning_rate(TrainingConfig(learning_rate=0.004, learning_rate_schedule="cosine", epochs=4), 10)
+    values = [float(cosine(step)) for step in (0, 20, 40)]
+    assert values == pytest.approx([0.004, 0.002, 0.0], abs=1e-7)
+    warm = learning_rate(TrainingConfig(learning_rate=0.004, learning_rate_schedule="cosine", epochs=4,
+                                        warmup_epochs=1), 10)
+    values = [float(warm(step)) for step in (0, 5, 10, 25, 40)]
+    assert values == pytest.approx([0.0, 0.002, 0.004, 0.002, 0.0], abs=1e-7)
+    with pytest.raises(ValueError, match="learning_rate_schedule must be one of"):
+        TrainingConfig(learning_rate_schedule="step")
+    with pytest.raises(ValueError, match="warmup_epochs must be"):
+        TrainingConfig(epochs=3, warmup_epochs=3)
+    with pytest.raises(ValueError, match="warmup_epochs must be"):
+        TrainingConfig(warmup_epochs=-1)

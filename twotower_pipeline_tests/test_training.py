@@ -15,7 +15,13 @@ from twotower_pipeline.model.importance import FEATURE_GROUPS
 from twotower_pipeline.model.losses import likes_matrix
 from twotower_pipeline.model.negatives import NegativeSampler
 from twotower_pipeline.model.preparation import TrainingDataError, held_out_after, prepare_training
-from twotower_pipeline.model.training import ExampleBatches, TrainedTwoTower, embed_items, train_two_tower
+from twotower_pipeline.model.training import (
+    ExampleBatches,
+    TrainedTwoTower,
+    batch_stream,
+    embed_items,
+    train_two_tower,
+)
 from twotower_pipeline.reporting import importance_png
 from twotower_pipeline.validation import clean_catalogue, clean_likes
 
@@ -98,6 +104,30 @@ def test_each_batch_says_which_positives_the_examples_users_liked(demo_frames):
     margin = ExampleBatches(prepared, examples, 64, log_q, seed=1, sampler=sampler, negatives_per_example=4)[0]
     assert margin["neg_video_idx"].shape == (64, 4) and margin["neg_text_idx"].shape[:2] == (64, 4)
     assert margin["neg_numeric"].shape == (64, 4, 4)
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_the_input_pipeline_yields_the_batches_example_batches_builds(demo_frames, replicas):
+    """The tf.data pipeline gathers the batches in TensorFlow: the same arrays, dtypes and order as
+    ExampleBatches[i], and a fresh order in the next epoch."""
+    catalogue, likes = demo_frames
+    prepared = prepare_training(catalogue, likes, QUICK)
+    examples = prepared.train_examples
+    liked = likes_matrix(prepared.sequences.rows, len(prepared.catalogue))
+    log_q = np.log(np.arange(1, len(prepared.catalogue) + 1) / len(prepared.catalogue))
+    expected = ExampleBatches(prepared, examples, 100, log_q, seed=3, liked=liked, replicas=replicas)
+    stream = batch_stream(ExampleBatches(prepared, examples, 100, log_q, seed=3, liked=liked, replicas=replicas))
+    for _epoch in range(2):
+        got = list(stream.as_numpy_iterator())
+        assert len(got) == len(expected) > 1
+        for index, batch in enumerate(got):
+            want = expected[index]
+            assert sorted(batch) == sorted(want)
+            for name, values in want.items():
+                assert batch[name].dtype == values.dtype, name
+                np.testing.assert_array_equal(batch[name], values, err_msg=name)
+        expected.on_epoch_end()
+    assert not np.array_equal(got[0]["positive_row"], list(stream.as_numpy_iterator())[0]["positive_row"])
 
 
 def test_the_margin_loss_trains_too(demo_frames):

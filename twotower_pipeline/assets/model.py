@@ -55,6 +55,10 @@ class TrainingRunConfig(dg.Config):
     epochs: int = Field(_DEFAULTS.epochs, ge=1, le=1_000)
     batch_size: int = Field(_DEFAULTS.batch_size, ge=2, le=1_000_000)  # in-batch negatives need two
     learning_rate: float = Field(_DEFAULTS.learning_rate, gt=0.0, le=10.0)
+    # "cosine": from learning_rate to 0 over the epochs, after warmup_epochs rising to it.
+    learning_rate_schedule: Literal["constant", "cosine"] = _DEFAULTS.learning_rate_schedule
+    warmup_epochs: float = Field(_DEFAULTS.warmup_epochs, ge=0.0)
+    dense_embedding_gradients: bool = _DEFAULTS.dense_embedding_gradients  # faster; see TrainingConfig
     temperature: float = Field(_DEFAULTS.temperature, gt=0.0)
     logq_correction: bool = _DEFAULTS.logq_correction
     margin: float = Field(_DEFAULTS.margin, ge=0.0)
@@ -80,6 +84,9 @@ class TrainingRunConfig(dg.Config):
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
+            learning_rate_schedule=self.learning_rate_schedule,
+            warmup_epochs=self.warmup_epochs,
+            dense_embedding_gradients=self.dense_embedding_gradients,
             temperature=self.temperature,
             logq_correction=self.logq_correction,
             margin=self.margin,

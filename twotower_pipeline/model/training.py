@@ -49,7 +49,7 @@ from twotower_pipeline.model.preparation import (
     prepare_training,
     score_towers,
 )
-from twotower_pipeline.model.tensorflow_import import keras
+from twotower_pipeline.model.tensorflow_import import keras, tf
 from twotower_pipeline.model.towers import build_towers
 
 ops = keras.ops
@@ -85,12 +85,17 @@ class ExampleBatches(keras.utils.PyDataset):
             return len(self.examples) // self.batch_size
         return 1 if len(self.examples) else 0
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    def picked(self, index: int) -> np.ndarray:
+        """The examples of batch ``index`` in this epoch's order."""
         picked = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         if self.replicas > 1 and len(picked) >= self.replicas:
             # tf.distribute splits a batch evenly or not at all (Keras builds the model from the
             # replicas' slices, which must have one shape): a multiple of the replicas.
             picked = picked[: len(picked) - len(picked) % self.replicas]
+        return picked
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        picked = self.picked(index)
         rows = self.examples.history_rows[picked]
         users = self.examples.users[picked]
         batch = self.prepared.tables.user_inputs(rows, self.examples.history_age_days[picked],
@@ -124,7 +129,96 @@ def _per_example(values: np.ndarray, k: int) -> np.ndarray:
     return values.reshape((-1, k) + values.shape[1:])
 
 
+def batch_stream(batches: ExampleBatches, prefetch: int = 2):
+    """``batches`` as a tf.data pipeline that prepares the next batches while the model trains on
+    the current one; one pass over it is one epoch.
+
+    For the in-batch softmax TensorFlow gathers each batch from the examples' arrays (in parallel,
+    outside the training loop); the only Python per batch is the mask of the users' other likes,
+    built from the sparse likes matrix in numpy. Batches of the margin loss carry negatives the
+    numpy sampler draws, so ``ExampleBatches`` builds them in the pipeline's background thread.
+    Either way the batches are ``batches[i]``, in the same order."""
+    if batches.sampler is not None:
+        signature = {name: tf.TensorSpec((None,) + value.shape[1:], tf.as_dtype(value.dtype))
+                     for name, value in batches[0].items()}
+
+        def epoch():
+            for index in range(len(batches)):
+                yield batches[index]
+            batches.on_epoch_end()
+
+        return tf.data.Dataset.from_generator(epoch, output_signature=signature).prefetch(prefetch)
+
+    def orders():
+        # One array per epoch: the examples of each batch, as __getitem__ picks them.
+        yield np.stack([batches.picked(index) for index in range(len(batches))])
+        batches.on_epoch_end()
+
+    gather = _batch_gather(batches)
+    return (tf.data.Dataset.from_generator(orders, output_signature=tf.TensorSpec((None, None), tf.int64))
+            .unbatch()
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(prefetch))
+
+
+def _batch_gather(batches: ExampleBatches):
+    """The function from a batch's example indices to the batch ``batches[i]`` would build."""
+    prepared, examples = batches.prepared, batches.examples
+    tables, pad_row = prepared.tables, prepared.tables.pad_row
+    history = tf.constant(examples.history_rows.astype(np.int32 if pad_row < 2**31 - 1 else np.int64))
+    ages = tf.constant(np.where(examples.history_rows == pad_row, 0.0, examples.history_age_days).astype(np.float32))
+    users = tf.constant(examples.users)
+    positives = tf.constant(examples.positive_rows)
+    numeric = tf.constant(batches.numeric)
+    log_q = tf.constant(batches.log_q)
+    per_row = {"hist_video_idx": tables.video_idx, "hist_genre_idx": tables.genre_idx,
+               "hist_maker_idx": tables.maker_idx, "hist_price": tables.price.astype(np.float32)}
+    per_row = {name: tf.constant(values) for name, values in per_row.items()}
+    per_user = {"user_age_range_idx": prepared.demographics.age_range_idx,
+                "user_region_idx": prepared.demographics.region_idx}
+    per_user = {name: tf.constant(values) for name, values in per_user.items()}
+    per_item = {name: tf.constant(prepared.items[name]) for name in ITEM_INPUTS if name != "numeric"}
+    liked, replicas = batches.liked, batches.replicas
+
+    def mask(batch_users, batch_positives):
+        return liked_by_row_user(liked, batch_users, batch_positives, replicas).astype(np.uint8)
+
+    def gather(picked):
+        rows = tf.gather(history, picked)
+        batch_users = tf.gather(users, picked)
+        batch_positives = tf.gather(positives, picked)
+        batch = {name: tf.gather(table, rows) for name, table in per_row.items()}
+        batch["hist_age_days"] = tf.gather(ages, picked)
+        batch.update({name: tf.gather(values, batch_users) for name, values in per_user.items()})
+        batch.update({name: tf.gather(values, batch_positives) for name, values in per_item.items()})
+        batch["numeric"] = tf.gather(numeric, picked)
+        batch["log_q"] = tf.gather(log_q, batch_positives)
+        batch["positive_row"] = batch_positives
+        if liked is not None:
+            hits = tf.numpy_function(mask, [batch_users, batch_positives], tf.uint8, stateful=False)
+            batch["liked_by_user"] = tf.ensure_shape(hits, [None, None])
+        return batch
+
+    return gather
+
+
 # -- model -----------------------------------------------------------------------------------
+class DenseGradientAdam(keras.optimizers.Adam):
+    """Adam on each embedding row's whole gradient: the sparse gradient of a lookup is summed per row
+    once, before the update (``TrainingConfig.dense_embedding_gradients``).
+
+    An embedding's gradient arrives as ``tf.IndexedSlices``, one slice per lookup (B x 100 for the
+    history). Keras' Adam densifies it in each of its operations, and squares the slices before
+    summing them: a row looked up n times in a batch got the sum of n squared gradients as its second
+    moment, not the square of its gradient. Here every gradient is dense before Adam sees it, which
+    is Adam's own update (as for any dense weight) and half the work: on the CPU, summing the slices
+    twice is most of a training step."""
+
+    def apply(self, grads, trainable_variables=None):
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        return super().apply(grads, trainable_variables)
+
+
 class TwoTowerRetrieval(keras.Model):
     """Both towers trained jointly; the loss lives in compute_loss so fit/evaluate stay standard."""
 
@@ -159,6 +253,19 @@ class TwoTowerRetrieval(keras.Model):
         excluded = accidental_hits(x["positive_row"], x.get("liked_by_user"))
         log_q = x["log_q"] if self.logq_correction else None
         return replica_mean(in_batch_softmax(users, items, self.temperature, log_q, excluded))
+
+
+def learning_rate(config: TrainingConfig, steps_per_epoch: int):
+    """The optimizer's learning rate: the configured constant, or its cosine schedule over the
+    configured epochs (with a linear warmup from 0 over ``warmup_epochs``)."""
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    total = max(config.epochs * steps_per_epoch, warmup + 1)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, warmup_target=config.learning_rate,
+                                                  warmup_steps=warmup)
 
 
 def embed_items(item_tower: keras.Model, items: dict[str, np.ndarray], batch_size: int = 8192) -> np.ndarray:
@@ -327,6 +434,7 @@ def train_two_tower(
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     prepared = prepare_training(catalogue, likes, config, profiles, as_of, window_days)
+    prepare_seconds = time.perf_counter() - started
     n_items = len(prepared.catalogue)
     counts = np.bincount(prepared.train_examples.positive_rows, minlength=n_items).astype(np.float64)
     log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
@@ -336,22 +444,23 @@ def train_two_tower(
                                   config.hard_negative_pool, seed=config.seed)
 
     strategy = _strategy(config)
-    with strategy.scope():
-        user_tower, item_tower = build_towers(prepared.spec, config.tower)
-        model = TwoTowerRetrieval(user_tower, item_tower, config)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    callbacks = training_callbacks(prepared, sampler, config)
-    if on_epoch_end is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
-        ))
     liked = None
     if config.loss == "sampled_softmax" and config.mask_user_likes:
         liked = likes_matrix(prepared.sequences.rows, n_items)
     batches = ExampleBatches(prepared, prepared.train_examples, config.batch_size, log_q, config.seed, sampler,
                              config.negatives_per_example, liked=liked, replicas=strategy.num_replicas_in_sync)
+    with strategy.scope():
+        user_tower, item_tower = build_towers(prepared.spec, config.tower)
+        model = TwoTowerRetrieval(user_tower, item_tower, config)
+        adam = DenseGradientAdam if config.dense_embedding_gradients else keras.optimizers.Adam
+        model.compile(optimizer=adam(learning_rate(config, len(batches))))
+    callbacks = training_callbacks(prepared, sampler, config)
+    if on_epoch_end is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, {k: float(v) for k, v in (logs or {}).items()})
+        ))
     fit_started = time.perf_counter()
-    fit = model.fit(batches, epochs=config.epochs, callbacks=callbacks, verbose=0)
+    fit = model.fit(batch_stream(batches), epochs=config.epochs, callbacks=callbacks, verbose=0)
     fit_seconds = time.perf_counter() - fit_started
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     epochs_run = len(history.get("loss", []))
@@ -359,7 +468,9 @@ def train_two_tower(
     evaluation_started = time.perf_counter()
     metrics = score_towers(prepared, prepared.spec, lambda x: embed_users(user_tower, x),
                            lambda x: embed_items(item_tower, x))
+    baselines_started = time.perf_counter()
     baselines = baseline_metrics(prepared)
+    baselines_seconds = time.perf_counter() - baselines_started
     trained = TrainedTwoTower(prepared.spec, config, user_tower, item_tower, history, metrics, baselines, {},
                               prepared=prepared)
     importance_seconds = 0.0
@@ -382,10 +493,13 @@ def train_two_tower(
         "video_vocabulary": float(prepared.spec.videos.size),
         "epochs_run": float(epochs_run),
         "best_epoch": float(int(np.argmax(history.get("val_recall_at_50", [0]))) + 1),
+        "prepare_seconds": prepare_seconds,
         "fit_seconds": fit_seconds,
         "seconds_per_epoch": fit_seconds / max(epochs_run, 1),
         "examples_per_second": len(prepared.train_examples) * epochs_run / max(fit_seconds, 1e-9),
+        # After the fit: the served evaluation, the baselines (popularity, ItemKNN, EASE) and importance.
         "evaluation_seconds": time.perf_counter() - evaluation_started,
+        "baselines_seconds": baselines_seconds,
         "importance_seconds": importance_seconds,
         "total_seconds": time.perf_counter() - started,
     }
