@@ -63,9 +63,16 @@ def read_catalogue(source: sqlalchemy.Engine | str, shards: list[str] | None = N
 
 def catalogue_batches(source: sqlalchemy.Engine | str, shards: list[str] | None = None,
                       rows: int = CATALOGUE_BATCH_ROWS) -> Iterator[pd.DataFrame]:
-    """The catalogue (or some shards) in frames of at most ``rows`` videos, in id order, as PostgreSQL
-    sends it: columnar (Arrow, through the ADBC driver's binary COPY), so memory holds one frame of
-    videos, not the catalogue. Always yields at least one (possibly empty) frame."""
+    """The catalogue (or some shards) in frames of at most ``rows`` videos (:func:`catalogue_frame`),
+    in id order; memory holds one frame of videos, not the catalogue."""
+    return map(catalogue_frame, catalogue_tables(source, shards, rows))
+
+
+def catalogue_tables(source: sqlalchemy.Engine | str, shards: list[str] | None = None,
+                     rows: int = CATALOGUE_BATCH_ROWS) -> Iterator[pa.Table]:
+    """The catalogue (or some shards) in Arrow tables of at most ``rows`` videos, in id order, as
+    PostgreSQL sends it: columnar, through the ADBC driver's binary COPY. Always yields at least one
+    (possibly empty) table."""
     with adbc_driver_postgresql.dbapi.connect(libpq_url(source)) as conn, conn.cursor() as cursor:
         # One query, one transaction (through a transaction pooler it stays on one server connection).
         cursor.execute(CATALOGUE_QUERY.replace("{shards}", _shards_literal(shards)))
@@ -80,10 +87,10 @@ def catalogue_batches(source: sqlalchemy.Engine | str, shards: list[str] | None 
                 held += take
                 batch = batch.slice(take)
                 if held == rows:
-                    yield _catalogue_frame(pa.Table.from_batches(pending))
+                    yield pa.Table.from_batches(pending)
                     yielded, pending, held = True, [], 0
         if pending or not yielded:
-            yield _catalogue_frame(pa.Table.from_batches(pending, schema=reader.schema))
+            yield pa.Table.from_batches(pending, schema=reader.schema)
 
 
 def _shards_literal(shards: list[str] | None) -> str:
@@ -95,7 +102,7 @@ def _shards_literal(shards: list[str] | None) -> str:
     return "'{" + ",".join(shards) + "}'"
 
 
-def _catalogue_frame(table: pa.Table) -> pd.DataFrame:
+def catalogue_frame(table: pa.Table) -> pd.DataFrame:
     """read_catalogue's frame: text as str (None when missing), price and duration as numbers,
     created_at as UTC timestamps (nanoseconds), performers and tags as arrays of names."""
     frame = table.to_pandas()

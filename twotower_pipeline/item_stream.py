@@ -1,13 +1,14 @@
 """Re-embedding the catalogue as a stream of chunks, the stages overlapping.
 
-    reader thread       chunks of videos from PostgreSQL, columnar (app_data.catalogue_batches)
-    feature workers     clean text and item-tower inputs of a chunk, one process per core
+    reader thread       chunks of videos from PostgreSQL, columnar (app_data.catalogue_tables)
+    feature workers     a chunk's rows, cleaned text and item-tower inputs, one process per core
     this thread         ONNX Runtime on a chunk's inputs
     writer thread       binary COPY of a chunk's vectors into the version's partition
 
-Memory holds a few chunks, never the catalogue. The feature preparation is the pure-Python part
-(tokenising titles and descriptions), so it runs in processes; ONNX Runtime, the Arrow read and
-the COPY release the interpreter while they work. A small read (a shard of a small catalogue, a
+Memory holds a few chunks, never the catalogue. Everything that makes a Python object per video
+(the chunk's rows, tokenising titles and descriptions) runs in the worker processes; this process
+only moves Arrow tables, arrays and bytes (ONNX Runtime, the Arrow read and the COPY release the
+interpreter while they work). A small read (a shard of a small catalogue, a
 top-up of new videos) never starts the processes: its first chunk is prepared here, and workers
 start with its second.
 
@@ -28,8 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from twotower_pipeline.app_data import catalogue_frame
 from twotower_pipeline.model.features import FeatureSpec, item_features
+from twotower_pipeline.model.serving_path import shares_of
 from twotower_pipeline.validation import clean_catalogue
 
 _QUEUE_DEPTH = 2  # chunks waiting between the reader and the features, and before the writer
@@ -41,49 +45,86 @@ def feature_workers() -> int:
 
 
 # -- feature preparation, here or in a worker process ------------------------------------------------
-_worker_spec: FeatureSpec | None = None
+@dataclass(frozen=True)
+class PreparedChunk:
+    ids: np.ndarray  # the videos to write (object array of ids)
+    inputs: dict[str, np.ndarray]  # their item-tower inputs
+    popularity: np.ndarray  # their popularity for the cold-start order (float32)
+    read: dict[str, int]  # videos read, per shard
+    skipped: dict[str, int]  # of those, already embedded (a top-up), per shard
+    seconds: float
 
 
-def _start_worker(spec_json: str) -> None:
-    global _worker_spec
-    _worker_spec = FeatureSpec.from_json(spec_json)
+@dataclass
+class ChunkPreparation:
+    """What turns a chunk of the catalogue as read (Arrow) into the rows to write: the version's
+    feature spec (as JSON, parsed once per process), the moment, the popularity inputs and popularity
+    of every liked video, and (a top-up) the videos already embedded, which are skipped."""
+
+    spec_json: str
+    as_of: pd.Timestamp
+    shares: pd.Series
+    popularity: pd.Series
+    done: frozenset[str] | None = None
+    _spec: FeatureSpec | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_spec": None}
+
+    def prepare(self, table: pa.Table) -> PreparedChunk:
+        started = time.perf_counter()
+        if self._spec is None:
+            self._spec = FeatureSpec.from_json(self.spec_json)
+        frame = catalogue_frame(table)
+        read = _per_shard(frame["id"])
+        skipped: dict[str, int] = {}
+        if self.done is not None:
+            new = ~frame["id"].isin(self.done)
+            skipped = _per_shard(frame["id"][~new])
+            frame = frame[new].reset_index(drop=True)
+        inputs = item_features(self._spec, clean_catalogue(frame), shares_of(self.shares, frame["id"]), self.as_of)
+        return PreparedChunk(frame["id"].to_numpy(), inputs,
+                             shares_of(self.popularity, frame["id"]).astype(np.float32), read, skipped,
+                             time.perf_counter() - started)
 
 
-def _worker_inputs(frame: pd.DataFrame, shares: np.ndarray, as_of: pd.Timestamp
-                   ) -> tuple[dict[str, np.ndarray], float]:
-    assert _worker_spec is not None, "a feature worker starts with the version's spec"
-    return chunk_inputs(_worker_spec, frame, shares, as_of)
+def _per_shard(ids: pd.Series) -> dict[str, int]:
+    return ids.str[0].value_counts().to_dict() if len(ids) else {}  # a video's shard: its id's first hex digit
 
 
-def chunk_inputs(spec: FeatureSpec, frame: pd.DataFrame, shares: np.ndarray, as_of: pd.Timestamp
-                 ) -> tuple[dict[str, np.ndarray], float]:
-    """A chunk's item-tower inputs (its raw rows cleaned as validation cleans the catalogue) and the
-    seconds they took."""
-    started = time.perf_counter()
-    inputs = item_features(spec, clean_catalogue(frame), shares, as_of)
-    return inputs, time.perf_counter() - started
+_worker_preparation: ChunkPreparation | None = None
+
+
+def _start_worker(preparation: ChunkPreparation) -> None:
+    global _worker_preparation
+    _worker_preparation = preparation
+
+
+def _prepare_in_worker(table: pa.Table) -> PreparedChunk:
+    assert _worker_preparation is not None, "a feature worker starts with the run's preparation"
+    return _worker_preparation.prepare(table)
 
 
 class FeaturePool:
-    """Prepares chunks' inputs: the first in this process, later ones in ``workers`` processes
-    (started with the second chunk; none when ``workers`` is 1)."""
+    """Prepares chunks: the first in this process, later ones in ``workers`` processes (started with
+    the second chunk; none when ``workers`` is 1)."""
 
-    def __init__(self, spec: FeatureSpec, as_of: pd.Timestamp, workers: int) -> None:
-        self.spec, self.as_of, self.workers = spec, as_of, max(1, workers)
+    def __init__(self, preparation: ChunkPreparation, workers: int) -> None:
+        self.preparation, self.workers = preparation, max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
         self._chunks = 0
 
-    def submit(self, frame: pd.DataFrame, shares: np.ndarray) -> Future:
+    def submit(self, table: pa.Table) -> Future:
         self._chunks += 1
         if self.workers == 1 or self._chunks == 1:
             done: Future = Future()
-            done.set_result(chunk_inputs(self.spec, frame, shares, self.as_of))
+            done.set_result(self.preparation.prepare(table))
             return done
         if self._pool is None:
             # forkserver: workers never inherit this process's threads (ONNX Runtime's, the reader's).
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                                             initializer=_start_worker, initargs=(self.spec.to_json(),))
-        return self._pool.submit(_worker_inputs, frame, shares, self.as_of)
+                                             initializer=_start_worker, initargs=(self.preparation,))
+        return self._pool.submit(_prepare_in_worker, table)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -219,31 +260,23 @@ class ShardTally:
     norm_max: float = 0.0
 
 
-@dataclass
 class ShardTallies:
-    shards: Sequence[str]
-    tallies: dict[str, ShardTally] = field(default_factory=dict)
+    def __init__(self, shards: Sequence[str]) -> None:
+        self.tallies = {shard: ShardTally() for shard in shards}
 
-    def __post_init__(self) -> None:
-        self.tallies = {shard: ShardTally() for shard in self.shards}
-
-    @staticmethod
-    def _shard_of(ids: np.ndarray) -> np.ndarray:
-        return np.asarray(ids, dtype=str).astype("U1")  # a video's shard: its id's first hex digit
-
-    def count(self, what: str, ids: np.ndarray) -> None:
-        shard_of = self._shard_of(ids)
-        for shard, n in zip(*np.unique(shard_of, return_counts=True)):
-            tally = self.tallies.setdefault(str(shard), ShardTally())
-            setattr(tally, what, getattr(tally, what) + int(n))
-
-    def written(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self.count("written", ids)
+    def count(self, chunk: PreparedChunk, vectors: np.ndarray) -> None:
+        for what, counts in (("read", chunk.read), ("skipped", chunk.skipped)):
+            for shard, n in counts.items():
+                tally = self.tallies.setdefault(shard, ShardTally())
+                setattr(tally, what, getattr(tally, what) + int(n))
+        if not len(chunk.ids):
+            return
         norms = np.linalg.norm(vectors, axis=1)
-        shard_of = self._shard_of(ids)
+        shard_of = np.asarray(chunk.ids, dtype=str).astype("U1")
         for shard in np.unique(shard_of):
             part = norms[shard_of == shard]
-            tally = self.tallies[str(shard)]
+            tally = self.tallies.setdefault(str(shard), ShardTally())
+            tally.written += len(part)
             tally.norm_min = min(tally.norm_min, float(part.min()))
             tally.norm_max = max(tally.norm_max, float(part.max()))
             tally.norm_sum += float(part.sum())

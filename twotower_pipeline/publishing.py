@@ -26,7 +26,7 @@ import sqlalchemy
 from twotower_pipeline import db, item_stream, vector_store
 from twotower_pipeline.app_data import (
     CATALOGUE_BATCH_ROWS,
-    catalogue_batches,
+    catalogue_tables,
     read_catalogue,
     read_likes,
     read_profiles,
@@ -43,7 +43,6 @@ from twotower_pipeline.model.serving_path import (
     Snapshot,
     popular_videos,
     popularity_inputs,
-    shares_of,
     user_histories,
     video_popularity,
 )
@@ -186,51 +185,42 @@ def publish_item_vectors(
                              as_of - timedelta(days=max(POPULARITY_HORIZON_DAYS, POPULARITY_WINDOW_DAYS)))
     finally:
         engine.dispose()
-    shares = popularity_inputs(likes, as_of)
-    decayed = pd.Series(video_popularity(pd.Series(likes["video_id"].unique()), likes, as_of,
-                                         model.spec.popularity_half_life_days),
-                        index=likes["video_id"].unique())
-    done: set[str] = set()
+    liked = pd.Series(likes["video_id"].unique())
+    done: set[str] | None = None
     if only_missing:
         with db.connect(url) as conn:
             done = vector_store.embedded_video_ids(conn, model.version, shards)
+    preparation = item_stream.ChunkPreparation(
+        model.spec.to_json(), pd.Timestamp(as_of), popularity_inputs(likes, as_of),
+        pd.Series(video_popularity(liked, likes, as_of, model.spec.popularity_half_life_days), index=liked.to_numpy()),
+        None if done is None else frozenset(done))
     phases["likes"] = time.perf_counter() - started
     tallies = item_stream.ShardTallies(shards)
-    features = item_stream.FeaturePool(model.spec, pd.Timestamp(as_of),
-                                       item_stream.feature_workers() if workers is None else workers)
+    features = item_stream.FeaturePool(preparation, item_stream.feature_workers() if workers is None else workers)
 
-    def embed(ids: np.ndarray, popularity: np.ndarray, prepared: Future) -> tuple:
-        inputs, took = prepared.result()
-        phases["features"] = phases.get("features", 0.0) + took
+    def embed(prepared: Future) -> tuple:
+        chunk = prepared.result()
+        phases["features"] = phases.get("features", 0.0) + chunk.seconds
         began = time.perf_counter()
-        vectors = model.embed_items(inputs) if len(ids) else np.zeros((0, 64), np.float32)
+        vectors = model.embed_items(chunk.inputs) if len(chunk.ids) else np.zeros((0, 64), np.float32)
         phases["inference"] = phases.get("inference", 0.0) + time.perf_counter() - began
         _refuse_unsound(vectors, "item", model.version)
-        tallies.written(ids, vectors)
-        return ids, vectors, popularity
+        tallies.count(chunk, vectors)
+        return chunk.ids, vectors, chunk.popularity
 
     def chunks() -> Iterator[tuple]:
-        """Each chunk's (ids, vectors, popularity), features of the next ones under way meanwhile."""
-        pending: deque = deque()
-        for frame in item_stream.read_ahead(catalogue_batches(url, list(shards), chunk_rows), phases):
-            tallies.count("read", frame["id"].to_numpy())
-            if only_missing:
-                new = ~frame["id"].isin(done)
-                tallies.count("skipped", frame["id"].to_numpy()[~new.to_numpy()])
-                frame = frame[new].reset_index(drop=True)
-            if not len(frame):
-                continue
-            ids = frame["id"].to_numpy()
-            popularity = shares_of(decayed, frame["id"]).astype(np.float32)
-            pending.append((ids, popularity, features.submit(frame, shares_of(shares, frame["id"]))))
+        """Each chunk's (ids, vectors, popularity), the next ones' features under way meanwhile."""
+        pending: deque[Future] = deque()
+        for table in item_stream.read_ahead(catalogue_tables(url, list(shards), chunk_rows), phases):
+            pending.append(features.submit(table))
             while len(pending) > features.workers:
-                yield embed(*pending.popleft())
+                yield embed(pending.popleft())
         while pending:
-            yield embed(*pending.popleft())
+            yield embed(pending.popleft())
 
     try:
         if only_missing:  # a top-up (new videos: a few) is written in one piece, replacing only its rows
-            parts = list(chunks())
+            parts = [part for part in chunks() if len(part[0])]
             ids = np.concatenate([part[0] for part in parts]) if parts else np.array([], dtype=object)
             vectors = np.concatenate([part[1] for part in parts]) if parts else np.zeros((0, 64), np.float32)
             popularity = np.concatenate([part[2] for part in parts]) if parts else np.zeros(0, np.float32)

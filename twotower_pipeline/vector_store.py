@@ -127,15 +127,69 @@ def _lock_shards(conn: psycopg.Connection, version: str, shards: Sequence[str]) 
 
 def _copy_item_rows(conn: psycopg.Connection, version: str, partition: str,
                     chunks: Iterator[tuple[Sequence[str], np.ndarray, np.ndarray]], dimension: int | None) -> int:
-    def rows() -> Iterator[tuple]:
+    statement = sql.SQL("copy public.{} (model_version, video_id, embedding, popularity) from stdin "
+                        "with (format binary)").format(sql.Identifier(partition))
+    written = 0
+    with conn.cursor().copy(statement) as copy:
         for video_ids, vectors, popularity in chunks:
+            vectors = np.asarray(vectors, dtype=np.float32)
             if dimension is not None:
-                _check_shape(ITEM_TABLE, dimension, np.asarray(vectors))
-            for vid, vec, pop in zip(video_ids, vectors, popularity):
-                yield version, uuid.UUID(vid), vec.astype(np.float32), float(pop)
+                _check_shape(ITEM_TABLE, dimension, vectors)
+            if not len(video_ids):
+                continue
+            copy.write((b"" if written else _COPY_SIGNATURE) + _item_rows(version, video_ids, vectors, popularity))
+            written += len(video_ids)
+        if written:
+            copy.write(_COPY_TRAILER)
+    return written
 
-    return _copy_vectors(conn, partition, ("model_version", "video_id", "embedding", "popularity"),
-                         ("text", "uuid", "vector", "float4"), rows())
+
+# PostgreSQL's binary COPY: a signature, then per row the field count and each field's length and bytes
+# (big-endian), then a trailer. Item rows are fixed-size (the version is one string), so a chunk's rows
+# are one numpy record array: no Python object per row (the rows' encoding took 3.5 s per 1M videos
+# row by row, holding the interpreter while the next chunk's inputs waited).
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def _item_rows(version: str, video_ids: Sequence[str], vectors: np.ndarray, popularity: np.ndarray) -> bytes:
+    """Rows (version text, video uuid, vector, popularity float4) in binary COPY format; a vector is
+    pgvector's binary form: int16 dimensions, int16 unused, float4 values."""
+    name = version.encode()
+    dimensions = vectors.shape[1]
+    row = np.dtype([("fields", ">i2"), ("name_size", ">i4"), ("name", f"V{len(name)}"), ("id_size", ">i4"),
+                    ("id", "V16"), ("vector_size", ">i4"), ("dimensions", ">i2"), ("unused", ">i2"),
+                    ("vector", ">f4", (dimensions,)), ("popularity_size", ">i4"), ("popularity", ">f4")])
+    rows = np.zeros(len(video_ids), row)
+    rows["fields"] = 4
+    rows["name_size"] = len(name)
+    rows["name"] = np.frombuffer(name, dtype=f"V{len(name)}")[0]
+    rows["id_size"] = 16
+    rows["id"] = np.frombuffer(_uuid_bytes(video_ids), dtype="V16")
+    rows["vector_size"] = 4 + 4 * dimensions
+    rows["dimensions"] = dimensions
+    rows["vector"] = vectors
+    rows["popularity_size"] = 4
+    rows["popularity"] = np.asarray(popularity, dtype=np.float32)
+    return rows.tobytes()
+
+
+def _uuid_bytes(video_ids: Sequence[str]) -> bytes:
+    """The 16 bytes of each id, one after another; an id that is not a UUID is refused naming it."""
+    text = "".join(map(str, video_ids)).replace("-", "")
+    if len(text) == 32 * len(video_ids):  # PostgreSQL's uuid text: the fast path
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    parts = []
+    for video in video_ids:
+        try:
+            parts.append(uuid.UUID(str(video)).bytes)
+        except ValueError:
+            raise ValueError(f"video id {video!r} is not a UUID; item vectors are written only for catalogue "
+                             "videos (public.videos.id)") from None
+    return b"".join(parts)
 
 
 def write_user_vectors(
