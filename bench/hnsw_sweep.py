@@ -18,6 +18,7 @@ score (what a halfvec index serves with). Appends each point to bench/results/hn
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--index", action="append", required=True, help="type:m:ef_construction, e.g. halfvec:16:128")
     parser.add_argument("--ef-search", type=int, nargs="+", default=[100, 200, 400])
     parser.add_argument("--rerank", type=int, nargs="*", default=[], help="halfvec: candidates re-ranked exactly")
+    parser.add_argument("--probes", type=int, nargs="+", default=[10, 20, 40], help="ivfflat:LISTS:0 indexes")
     parser.add_argument("--samples", type=int, default=3, help="samples of 100 users")
     parser.add_argument("--keep-index", action="store_true", help="leave the last index built in place")
     parser.add_argument("--reuse-default-index", action="store_true",
@@ -64,7 +66,7 @@ def main() -> None:
                     build = build_index(conn, exact.partition, kind, int(m), int(ef_construction))
                 print(f"{spec}: built in {build['seconds']} s, {build['size_mb']} MB", flush=True)
                 reranks = options.rerank if kind == "halfvec" and options.rerank else [0]
-                for ef_search in options.ef_search:
+                for ef_search in options.probes if kind == "ivfflat" else options.ef_search:
                     for rerank in reranks:
                         point = {"index": kind, "m": int(m), "ef_construction": int(ef_construction),
                                  "build_seconds": build["seconds"], "index_mb": build["size_mb"],
@@ -120,15 +122,26 @@ class ExactRanking:
 
 
 def build_index(conn: psycopg.Connection, partition: str, kind: str, m: int, ef_construction: int) -> dict:
+    """``kind`` vector or halfvec: HNSW (m, ef_construction); ivfflat: IVFFlat with ``m`` lists."""
     conn.execute(f'drop index if exists public."{partition}_hnsw"')
-    column = "embedding" if kind == "vector" else "(embedding::halfvec(64))"
-    ops = "vector_ip_ops" if kind == "vector" else "halfvec_ip_ops"
+    column = {"halfvec": "(embedding::halfvec(64))", "centred": f"((embedding - {centre_literal(conn, partition)})::vector(64))"
+              }.get(kind, "embedding")
+    ops = "halfvec_ip_ops" if kind == "halfvec" else "vector_ip_ops"
+    method = (f"ivfflat ({column} {ops}) with (lists = {m})" if kind == "ivfflat"
+              else f"hnsw ({column} {ops}) with (m = {m}, ef_construction = {ef_construction})")
     started = time.perf_counter()
-    conn.execute(f'create index "{partition}_hnsw" on public."{partition}" using hnsw ({column} {ops}) '
-                 f"with (m = {m}, ef_construction = {ef_construction})")
+    conn.execute(f'create index "{partition}_hnsw" on public."{partition}" using {method}')
     seconds = round(time.perf_counter() - started, 1)
     conn.execute(f'analyze public."{partition}"')
     return {"seconds": seconds, "size_mb": index_mb(conn, partition)}
+
+
+@functools.cache
+def centre_literal(conn: psycopg.Connection, partition: str) -> str:
+    """The partition's mean vector, as a literal (an expression index and its query must match: it
+    is computed once)."""
+    centre = conn.execute(f'select avg(embedding)::text from public."{partition}"').fetchone()[0]
+    return f"'{centre}'::vector(64)"
 
 
 def index_mb(conn: psycopg.Connection, partition: str) -> int:
@@ -143,12 +156,18 @@ def current_index_is_default(conn: psycopg.Connection, exact: ExactRanking) -> b
         and "ef_construction='128'" in definition[0].replace(" ", "")
 
 
-def query_sql(partition: str, kind: str, rerank: int) -> str:
+def query_sql(partition: str, kind: str, rerank: int, centre: str = "") -> str:
     exclusions = ("not exists (select 1 from public.likes l where l.user_id = %(user)s and l.video_id = e.video_id) "
                   "and exists (select 1 from public.videos v where v.id = e.video_id)")
     if kind == "vector":
         return (f'select e.video_id::text from public."{partition}" e where {exclusions} '
                 "order by e.embedding <#> %(q)s limit 10")
+    if kind == "centred":  # u.(v - c) = u.v - u.c: the same order, on vectors spread around the origin
+        return (f'select e.video_id::text from public."{partition}" e where {exclusions} '
+                f"order by (e.embedding - {centre})::vector(64) <#> %(q)s limit 10")
+    if kind == "ivfflat":  # relaxed order (the only iterative scan of IVFFlat), sorted again
+        return (f'select c.video_id::text from (select e.video_id, e.embedding <#> %(q)s as d from '
+                f'public."{partition}" e where {exclusions} order by e.embedding <#> %(q)s limit 10) c order by c.d')
     halfvec_order = "order by e.embedding::halfvec(64) <#> %(q)s::halfvec(64)"
     if not rerank:
         return f'select e.video_id::text from public."{partition}" e where {exclusions} {halfvec_order} limit 10'
@@ -157,11 +176,16 @@ def query_sql(partition: str, kind: str, rerank: int) -> str:
 
 
 def measure(conn: psycopg.Connection, exact: ExactRanking, kind: str, ef_search: int, rerank: int) -> dict:
-    statement = query_sql(exact.partition, kind, rerank)
+    statement = query_sql(exact.partition, kind, rerank,
+                          centre_literal(conn, exact.partition) if kind == "centred" else "")
     latencies, recalls = [], []
     with conn.transaction():
-        conn.execute(f"set local hnsw.ef_search = {int(ef_search)}")
-        conn.execute("set local hnsw.iterative_scan = strict_order")
+        if kind == "ivfflat":
+            conn.execute(f"set local ivfflat.probes = {int(ef_search)}")  # ef_search is the probes here
+            conn.execute("set local ivfflat.iterative_scan = relaxed_order")
+        else:
+            conn.execute(f"set local hnsw.ef_search = {int(ef_search)}")
+            conn.execute("set local hnsw.iterative_scan = strict_order")
         for user in exact.users:
             params = {"user": user, "q": exact.user_vectors[user]}
             conn.execute(statement, params).fetchall()  # warm
