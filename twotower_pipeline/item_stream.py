@@ -9,8 +9,7 @@ Memory holds a few chunks, never the catalogue. Everything that makes a Python o
 (the chunk's rows, tokenising titles and descriptions) runs in the worker processes; this process
 only moves Arrow tables, arrays and bytes (ONNX Runtime, the Arrow read and the COPY release the
 interpreter while they work). A small read (a shard of a small catalogue, a
-top-up of new videos) never starts the processes: its first chunk is prepared here, and workers
-start with its second.
+top-up of new videos) never starts the processes (see _IN_PROCESS_CHUNKS).
 
 The inputs are :func:`serving_path.item_inputs`' (the same functions, chunk by chunk): what the
 run's evaluation ranks with is what is written.
@@ -105,9 +104,20 @@ def _prepare_in_worker(table: pa.Table) -> PreparedChunk:
     return _worker_preparation.prepare(table)
 
 
+_IN_PROCESS_CHUNKS = 3
+"""Chunks prepared in this process before the workers take over. Starting them costs 3-11 s (each
+imports pandas, scikit-learn, pyarrow; measured on 2 cores, quiet to busy), more than they save on a
+catalogue of a few chunks: the workers start while the third chunk is prepared here, and a read of
+up to two chunks (50,000 videos) never starts them."""
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
 class FeaturePool:
-    """Prepares chunks: the first in this process, later ones in ``workers`` processes (started with
-    the second chunk; none when ``workers`` is 1)."""
+    """Prepares chunks: the first ones in this process, later ones in ``workers`` processes (none
+    when ``workers`` is 1)."""
 
     def __init__(self, preparation: ChunkPreparation, workers: int) -> None:
         self.preparation, self.workers = preparation, max(1, workers)
@@ -116,14 +126,16 @@ class FeaturePool:
 
     def submit(self, table: pa.Table) -> Future:
         self._chunks += 1
-        if self.workers == 1 or self._chunks == 1:
-            done: Future = Future()
-            done.set_result(self.preparation.prepare(table))
-            return done
-        if self._pool is None:
+        if self.workers > 1 and self._chunks == _IN_PROCESS_CHUNKS:
             # forkserver: workers never inherit this process's threads (ONNX Runtime's, the reader's).
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
                                              initializer=_start_worker, initargs=(self.preparation,))
+            for _ in range(self.workers):
+                self._pool.submit(_ready)  # they start now, while this chunk is prepared here
+        if self._pool is None or self._chunks <= _IN_PROCESS_CHUNKS:
+            done: Future = Future()
+            done.set_result(self.preparation.prepare(table))
+            return done
         return self._pool.submit(_prepare_in_worker, table)
 
     def close(self) -> None:
