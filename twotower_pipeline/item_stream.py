@@ -105,8 +105,8 @@ def _prepare_in_worker(table: pa.Table) -> PreparedChunk:
 
 
 _IN_PROCESS_CHUNKS = 3
-"""Chunks prepared in this process before the workers take over. Starting them costs 3-11 s (each
-imports pandas, scikit-learn, pyarrow; measured on 2 cores, quiet to busy), more than they save on a
+"""Chunks prepared in this process before the workers take over. Starting them took 11 s (each
+imports pandas, scikit-learn, pyarrow; 2 cores shared with other work), more than they save on a
 catalogue of a few chunks: the workers start while the third chunk is prepared here, and a read of
 up to two chunks (50,000 videos) never starts them."""
 
