@@ -254,11 +254,7 @@ class PeakMemory:
 
 
 def embed_only(options: argparse.Namespace) -> None:
-    server = EmbeddedPostgres(options.embed_only / "postgres")
-    url = server.ensure_running()
-    try:
-        with db.connect(url) as conn:
-            videos = conn.execute("select count(*) from public.videos").fetchone()[0]
+    def measure(url: str) -> dict[str, object]:
         # Into a fresh, unindexed version, as a weekly run writes a new version's vectors.
         register(url, options.embed_only, EMBED_VERSION, FLOOR_VERSION)
         embed = embed_figures(url, bench_model(options.embed_only, EMBED_VERSION), datetime.now(UTC),
@@ -267,16 +263,30 @@ def embed_only(options: argparse.Namespace) -> None:
             conn.execute("select public.two_tower_drop_version(%s)", (EMBED_VERSION,))
             conn.execute("delete from public.embedding_model_versions where version in (%s, %s)",
                          (EMBED_VERSION, FLOOR_VERSION))
+        return embed
+
+    remeasure(options.embed_only, measure, "embed_measured",
+              stale=("embed_phase_seconds", "onnx_and_copy_videos_per_second", "onnx_and_copy_vs_floor"))
+
+
+def remeasure(state: Path, measure, stamp: str, stale: tuple[str, ...] = ()) -> None:
+    """Run ``measure(url)`` on a kept state's database and update that size's results with its figures."""
+    server = EmbeddedPostgres(state / "postgres")
+    url = server.ensure_running()
+    try:
+        with db.connect(url) as conn:
+            videos = conn.execute("select count(*) from public.videos").fetchone()[0]
+        figures = measure(url)
     finally:
         server.stop()
     out = RESULTS / f"serving-{videos}v.json"
     record = json.loads(out.read_text()) if out.exists() else {}
-    for stale in ("embed_phase_seconds", "onnx_and_copy_videos_per_second", "onnx_and_copy_vs_floor"):
-        record.pop(stale, None)
-    record.update(embed)
-    record["embed_measured"] = datetime.now(UTC).isoformat(timespec="seconds")
+    for key in stale:
+        record.pop(key, None)
+    record.update(figures)
+    record[stamp] = datetime.now(UTC).isoformat(timespec="seconds")
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(embed, indent=2))
+    print(json.dumps(figures, indent=2))
     print(f"written to {out}")
 
 
@@ -296,21 +306,9 @@ def query_figures(latencies: list[float], recalls: list[float], ef_search: int) 
 
 
 def queries_only(options: argparse.Namespace) -> None:
-    server = EmbeddedPostgres(options.queries_only / "postgres")
-    url = server.ensure_running()
-    try:
-        with db.connect(url) as conn:
-            videos = conn.execute("select count(*) from public.videos").fetchone()[0]
-        latencies, recalls, ef_search = query_benchmark(url, VERSION, options.queries, options.ef_search)
-    finally:
-        server.stop()
-    out = RESULTS / f"serving-{videos}v.json"
-    record = json.loads(out.read_text()) if out.exists() else {}
-    record.update(query_figures(latencies, recalls, ef_search))
-    record["queries_measured"] = datetime.now(UTC).isoformat(timespec="seconds")
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: record[k] for k in ("recommend_videos_ms", "recall_at_10_vs_exact", "ef_search")}, indent=2))
-    print(f"written to {out}")
+    remeasure(options.queries_only,
+              lambda url: query_figures(*query_benchmark(url, VERSION, options.queries, options.ef_search)),
+              "queries_measured")
 
 
 def query_benchmark(url: str, version: str, queries: int, ef_search: int | None

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from twotower_pipeline import db, vector_store
+from twotower_pipeline.app_data import catalogue_batches, read_catalogue
 from twotower_pipeline.vector_store import ActivationRefused, TowerRecord
 
 
@@ -273,3 +274,32 @@ def test_a_video_deleted_from_the_catalogue_is_never_recommended(database_url):
             "select video_id::text from public.recommend_videos(gen_random_uuid(), 50)")}
     assert top not in served and len(served) == 50
     assert stranger_top not in popular and len(popular) == 50
+
+
+def test_the_catalogue_streams_in_chunks_by_shard_and_refuses_a_shard_that_is_not_a_hex_digit(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, _ = _seed_app(conn, 120, 2, 2)
+    whole = read_catalogue(database_url)
+    assert whole["id"].tolist() == sorted(video_ids)
+    chunks = list(catalogue_batches(database_url, ["0", "a"], rows=7))
+    assert max(len(chunk) for chunk in chunks) == 7 and len(chunks) > 1
+    assert [v for chunk in chunks for v in chunk["id"]] == sorted(v for v in video_ids if v[0] in "0a")
+    with pytest.raises(ValueError, match=r"first hex digit of a video id \(0-9, a-f\), got \['g'\]"):
+        read_catalogue(database_url, ["0", "g"])
+
+
+def test_an_item_vector_for_an_id_that_is_not_a_uuid_is_refused_naming_it_and_nothing_is_written(database_url):
+    with db.connect(database_url) as conn:
+        video_ids, user_ids = _seed_app(conn, 60, 3, 2)
+        _publish(conn, "v1", video_ids, user_ids, seed=1)
+    shard = video_ids[0][0]
+    in_shard = [v for v in video_ids if v[0] == shard]
+    with pytest.raises(ValueError, match="video id 'not-a-video' is not a UUID"):
+        with db.connect(database_url) as conn:
+            vector_store.write_item_vectors(conn, "v1", [shard], in_shard + ["not-a-video"],
+                                            _unit(np.random.default_rng(3), len(in_shard) + 1),
+                                            np.zeros(len(in_shard) + 1))
+    with db.connect(database_url) as conn:
+        kept = conn.execute("select count(*) from public.two_tower_item_embeddings where model_version = 'v1' "
+                            "and left(video_id::text, 1) = %s", (shard,)).fetchone()[0]
+    assert kept == len(in_shard)
